@@ -1,0 +1,5 @@
+import sys
+
+from nmrladder.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The one console entry point: ``nmrladder VERB ...``.
+
+Verbs live in torch-free ``*_cli`` modules that define ``DESCRIPTION``, ``EXAMPLES``,
+``add_arguments(parser)`` and ``run(args) -> int``; heavy imports (torch, onnx) happen
+inside ``run``, so ``nmrladder VERB --help`` stays fast and only the verb asked for is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nmrladder import __version__
+
+# verb -> (module defining it, one-line summary)
+VERBS: dict[str, tuple[str, str]] = {
+    "simulate": ("nmrladder.train.simulate_cli", "simulate SNR ladders with known truth (HDF5)"),
+    "preprocess": ("nmrladder.runtime.preprocess_cli", "align, mask, rescale and fuse ladders"),
+    "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
+}
+
+
+def _build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nmrladder",
+        description="Denoise 1D NMR spectra learned from SNR ladders.",
+        epilog="Run 'nmrladder VERB --help' for a verb's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"nmrladder {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, (module_name, summary) in VERBS.items():
+        if verb != selected:
+            sub.add_parser(verb, help=summary)
+            continue
+        module = importlib.import_module(module_name)
+        verb_parser = sub.add_parser(
+            verb,
+            help=summary,
+            description=module.DESCRIPTION,
+            epilog="examples:\n" + module.EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nmrladder.runtime.errors import NmrLadderError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(selected if selected in VERBS else None)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except NmrLadderError as err:
+        print(f"nmrladder {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nmrladder {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""nmrladder.runtime: torch-free preprocessing, inference sessions, Denoiser and file I/O."""
+
+from nmrladder.runtime.conventions import SHIFT_CONVENTION, SNR_CONVENTION
+from nmrladder.runtime.errors import BackendUnavailable, InputError, ModelError, NmrLadderError
+from nmrladder.runtime.preprocess import (
+    LadderBatchResult,
+    LadderResult,
+    PreprocessOptions,
+    preprocess_ladder,
+    preprocess_ladders,
+)
+
+__all__ = [
+    "SHIFT_CONVENTION",
+    "SNR_CONVENTION",
+    "BackendUnavailable",
+    "InputError",
+    "LadderBatchResult",
+    "LadderResult",
+    "ModelError",
+    "NmrLadderError",
+    "PreprocessOptions",
+    "preprocess_ladder",
+    "preprocess_ladders",
+]

@@ -1,0 +1,63 @@
+"""Public preprocessing API of the runtime (METHOD 2.1-2.4, 3.1).
+
+The functions here keep the signatures of :mod:`nmrladder.runtime.reference`, the NumPy
+reference that defines them.
+"""
+
+from nmrladder.runtime.reference import (
+    LadderBatchResult,
+    LadderResult,
+    PreprocessOptions,
+    apply_shift,
+    apply_shift_field,
+    cross_correlation,
+    dilate,
+    erode,
+    estimate_shift,
+    estimate_shifts,
+    fuse,
+    fusion_weights,
+    local_shift_field,
+    ls_scale,
+    mad_sigma,
+    mad_sigma_batch,
+    median,
+    median_and_percentile,
+    peak_and_baseline_masks,
+    percentile,
+    preprocess_ladder,
+    preprocess_ladders,
+    robust_scale,
+    robust_scale_batch,
+    smooth,
+    threshold_mask,
+)
+
+__all__ = [
+    "LadderBatchResult",
+    "LadderResult",
+    "PreprocessOptions",
+    "apply_shift",
+    "apply_shift_field",
+    "cross_correlation",
+    "dilate",
+    "erode",
+    "estimate_shift",
+    "estimate_shifts",
+    "fuse",
+    "fusion_weights",
+    "local_shift_field",
+    "ls_scale",
+    "mad_sigma",
+    "mad_sigma_batch",
+    "median",
+    "median_and_percentile",
+    "peak_and_baseline_masks",
+    "percentile",
+    "preprocess_ladder",
+    "preprocess_ladders",
+    "robust_scale",
+    "robust_scale_batch",
+    "smooth",
+    "threshold_mask",
+]

@@ -1,0 +1,204 @@
+"""The NumPy reference against SciPy and analytic cases (bad input included)."""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal
+import scipy.stats
+
+from nmrladder.runtime import InputError, reference
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def test_median_percentile_match_numpy(rng):
+    x = rng.normal(size=1001).astype(np.float32)
+    mask = rng.random(1001) < 0.3
+    assert reference.median(x) == pytest.approx(np.median(x.astype(np.float64)))
+    assert reference.median(x, mask) == pytest.approx(np.median(x[mask].astype(np.float64)))
+    assert reference.percentile(x, 95, mask) == pytest.approx(np.percentile(x[mask], 95))
+    med, p95 = reference.median_and_percentile(x, 95.0, mask)
+    assert (med, p95) == (reference.median(x, mask), reference.percentile(x, 95, mask))
+    assert np.isnan(reference.median(x, np.zeros_like(mask)))
+
+
+def test_mad_sigma_matches_scipy(rng):
+    x = rng.normal(0.0, 2.5, size=4096)
+    mask = rng.random(4096) < 0.5
+    expected = scipy.stats.median_abs_deviation(x[mask], scale=1.0) * 1.4826
+    assert reference.mad_sigma(x, mask) == pytest.approx(expected, rel=1e-12)
+    # and it estimates a Gaussian's standard deviation
+    assert reference.mad_sigma(x) == pytest.approx(2.5, rel=0.05)
+    batch = rng.normal(size=(3, 500))
+    np.testing.assert_allclose(
+        reference.mad_sigma_batch(batch),
+        1.4826 * scipy.stats.median_abs_deviation(batch, axis=1),
+    )
+
+
+def test_robust_scale_ignores_peaks(rng):
+    x = rng.normal(3.0, 0.5, size=8192)
+    x[1000:1040] += 400.0  # a tall peak region must not inflate the noise estimate
+    x[5000:5100] += 50.0
+    center, sigma = reference.robust_scale(x)
+    assert center == pytest.approx(3.0, abs=0.03)
+    assert sigma == pytest.approx(0.5, rel=0.05)
+    centers, sigmas = reference.robust_scale_batch(np.stack([x, 2 * x]))
+    np.testing.assert_allclose(sigmas, [sigma, 2 * sigma])
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 17])
+def test_dilate_erode_match_scipy(rng, radius):
+    mask = rng.random(300) < 0.05
+    mask[0] = mask[-1] = True
+    structure = np.ones(2 * radius + 1, dtype=bool)
+    expected = ndi.binary_dilation(mask, structure=structure) if radius else mask
+    np.testing.assert_array_equal(reference.dilate(mask, radius), expected)
+    full = rng.random(300) < 0.8
+    expected = ndi.binary_erosion(full, structure=structure, border_value=1) if radius else full
+    np.testing.assert_array_equal(reference.erode(full, radius), expected)
+    # batched along the last axis
+    batch = rng.random((4, 120)) < 0.1
+    np.testing.assert_array_equal(
+        reference.dilate(batch, radius),
+        np.stack([reference.dilate(row, radius) for row in batch]),
+    )
+
+
+def test_smooth_matches_savgol(rng):
+    x = rng.normal(size=(2, 257))
+    np.testing.assert_allclose(
+        reference.smooth(x, 11, 3), scipy.signal.savgol_filter(x, 11, 3, mode="nearest"), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("shift", [0.0, 2.3, -7.75, 19.5, -0.01])
+def test_apply_shift_matches_scipy(rng, shift):
+    x = rng.normal(size=200)
+    expected = ndi.shift(x, shift, order=1, mode="grid-wrap")
+    np.testing.assert_allclose(reference.apply_shift(x, shift), expected, atol=1e-12)
+
+
+def test_apply_shift_field_constant_equals_apply_shift(rng):
+    x = rng.normal(size=(3, 200))
+    shifts = np.array([1.25, -3.5, 0.0])
+    field = np.repeat(shifts[:, None], 200, axis=1)
+    for k in range(3):
+        np.testing.assert_allclose(
+            reference.apply_shift_field(x[k], field[k]), reference.apply_shift(x[k], shifts[k]), atol=1e-12
+        )
+    np.testing.assert_allclose(reference.apply_shift(x, shifts), np.stack(
+        [ndi.shift(x[k], shifts[k], order=1, mode="grid-wrap") for k in range(3)]), atol=1e-12)
+
+
+def test_cross_correlation_matches_fft(rng):
+    ref, x = rng.normal(size=128), rng.normal(size=128)
+    c = reference.cross_correlation(ref, x, 10)
+    r0, x0 = ref - ref.mean(), x - x.mean()
+    full = np.fft.ifft(np.conj(np.fft.fft(r0)) * np.fft.fft(x0)).real  # full[l] = sum r_i x_{i+l}
+    np.testing.assert_allclose(c, full[np.arange(-10, 11) % 128], atol=1e-9)
+
+
+def _gaussian_peaks(length, centres, width=3.0):
+    i = np.arange(length)
+    return sum(np.exp(-0.5 * ((i - c) / width) ** 2) for c in centres)
+
+
+@pytest.mark.parametrize("true_shift", [0.0, 3.0, -12.4, 7.6])
+def test_estimate_shift_recovers_known_shift(true_shift):
+    ref = _gaussian_peaks(1024, [200, 420, 700])
+    x = _gaussian_peaks(1024, [200 + true_shift, 420 + true_shift, 700 + true_shift])
+    assert reference.estimate_shift(ref, x, 20) == pytest.approx(true_shift, abs=0.05)
+    aligned = reference.apply_shift(x, -reference.estimate_shift(ref, x, 20))
+    assert np.abs(aligned - ref).max() < 0.05
+
+
+def test_estimate_shift_at_lag_boundary_is_not_refined():
+    ref = _gaussian_peaks(512, [100])
+    x = _gaussian_peaks(512, [140])
+    assert reference.estimate_shift(ref, x, 10) == 10.0
+
+
+def test_ls_scale_analytic(rng):
+    ref = _gaussian_peaks(512, [100, 300])
+    mask = ref > 0.01
+    assert reference.ls_scale(ref, ref / 3.0, mask) == pytest.approx(3.0)
+    noisy = ref / 3.0 + rng.normal(0, 0.05, 512)
+    plain = reference.ls_scale(ref, noisy, mask)
+    debiased = reference.ls_scale(ref, noisy, mask, noise_var=0.05**2)
+    assert abs(debiased - 3.0) < abs(plain - 3.0)
+
+
+def test_fusion_weights_and_cap():
+    snr = np.array([2.0, 4.0, 8.0, 16.0])
+    w = reference.fusion_weights(snr, 2.0, "snr", gamma=1.0)
+    np.testing.assert_allclose(w, snr / snr.sum())
+    np.testing.assert_allclose(reference.fusion_weights(snr, 2.0, "t", gamma=2.0), 4.0 ** np.arange(4) / 85)
+    np.testing.assert_allclose(reference.fusion_weights(snr, 2.0, "top"), [0, 0, 0, 1])
+    capped = reference.fusion_weights(snr, 2.0, "snr", gamma=2.0, w_max=0.5)
+    assert capped.max() <= 0.5 + 1e-12 and capped.sum() == pytest.approx(1.0)
+    assert capped[-1] == pytest.approx(0.5)
+    # the uncapped rungs keep their relative proportions
+    np.testing.assert_allclose(capped[:3] / capped[0], snr[:3] ** 2 / snr[0] ** 2)
+    with pytest.raises(InputError, match="w_max"):
+        reference.fusion_weights(snr, 2.0, w_max=0.1)
+    with pytest.raises(InputError, match="unknown method"):
+        reference.fusion_weights(snr, 2.0, "median")
+
+
+def test_fuse_is_weighted_mean(rng):
+    spectra = rng.normal(size=(3, 50))
+    w = np.array([1.0, 2.0, 5.0])
+    np.testing.assert_allclose(reference.fuse(spectra, w), (w[:, None] * spectra).sum(0) / 8.0)
+
+
+def _simple_ladder(rng, rungs=3, length=2048):
+    clean = 10 * _gaussian_peaks(length, [300, 700, 1500], width=4.0)
+    return np.stack([clean + rng.normal(0, 2.0 ** -k, length) for k in range(rungs)])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda lad: lad[:1], "at least 2 rungs"),
+        (lambda lad: lad[0], "shape"),
+        (lambda lad: np.where(np.arange(lad.shape[1]) == 5, np.nan, lad), "NaN/Inf"),
+        (lambda lad: np.where(np.arange(lad.shape[1]) == 9, np.inf, lad), "NaN/Inf"),
+        (lambda lad: np.concatenate([lad[:1], np.full_like(lad[:1], 3.0)]), "constant"),
+        (lambda lad: lad[:, :40], "too short"),
+        (lambda lad: lad[:, :0], "empty"),
+        (lambda lad: [lad[0], lad[1][:-3]], "different shapes"),
+        (lambda lad: np.stack([lad[0], np.where(np.arange(lad.shape[1]) % 4 == 0, lad[1], 0.0)]), "MAD = 0"),
+    ],
+)
+def test_bad_ladders_raise_input_error(rng, mutate, message):
+    with pytest.raises(InputError, match=message):
+        reference.preprocess_ladder(mutate(_simple_ladder(rng)))
+
+
+def test_bad_options_raise_input_error(rng):
+    with pytest.raises(InputError, match="unknown preprocessing option"):
+        reference.preprocess_ladder(_simple_ladder(rng), alpah=3)
+    with pytest.raises(InputError, match="smooth_window"):
+        reference.preprocess_ladder(_simple_ladder(rng), smooth_window=8)
+    with pytest.raises(InputError, match=r"\[N, R, L\]"):
+        reference.preprocess_ladders(_simple_ladder(rng))
+
+
+def test_noise_only_ladder_has_no_peaks(rng):
+    noise = rng.normal(size=(3, 2048))
+    with pytest.raises(InputError, match="no peak"):
+        reference.preprocess_ladder(noise, alpha=8.0)
+
+
+def test_preprocess_ladders_stacks_single_results(rng):
+    batch = np.stack([_simple_ladder(rng), _simple_ladder(rng)])
+    stacked = reference.preprocess_ladders(batch)
+    assert len(stacked) == 2 and stacked.aligned.shape == (2, 3, 2048)
+    single = reference.preprocess_ladder(batch[1])
+    np.testing.assert_array_equal(stacked[1].peak_mask, single.peak_mask)
+    np.testing.assert_allclose(stacked[1].s_hat, single.s_hat)
+    assert stacked.t_hat.shape == (2,) and stacked.aligned.dtype == np.float32

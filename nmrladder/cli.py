@@ -16,7 +16,6 @@ from nmrladder import __version__
 # verb -> (module defining it, one-line summary)
 VERBS: dict[str, tuple[str, str]] = {
     "simulate": ("nmrladder.train.simulate_cli", "simulate SNR ladders with known truth (HDF5)"),
-    "preprocess": ("nmrladder.runtime.preprocess_cli", "align, mask, rescale and fuse ladders"),
     "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
 }
 

@@ -13,11 +13,14 @@ class InputError(NmrLadderError, ValueError):
 
 
 class ModelError(NmrLadderError):
-    """A model artefact is missing, corrupt, or does not match this runtime (says what to rebuild)."""
+    """A model artefact is missing, corrupt, or does not match this runtime.
+
+    The message says what to rebuild.
+    """
 
 
 class BackendUnavailable(NmrLadderError, ImportError):
-    """An optional backend (TensorRT, onnxruntime-gpu, torch, Ray) is not installed or has no device."""
+    """An optional backend (TensorRT, onnxruntime-gpu, torch, Ray) is missing or has no device."""
 
     def __init__(self, backend: str, reason: str, install_hint: str | None = None):
         self.backend = backend

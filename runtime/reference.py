@@ -16,7 +16,7 @@ so ``alpha`` counts noise standard deviations.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 from scipy.signal import savgol_coeffs
@@ -81,29 +81,58 @@ def mad_sigma_batch(spectra: np.ndarray, masks: np.ndarray | None = None) -> np.
     return np.array([mad_sigma(spectra[i], masks[i]) for i in rows])
 
 
+def mad_sigma_detrended(x: np.ndarray, mask: np.ndarray, radius: int = 64) -> float:
+    """:func:`mad_sigma` of ``x`` over ``mask`` after removing a slow baseline trend.
+
+    The trend at point i is the mean of the masked values in ``[i - radius, i + radius]``;
+    the MAD is taken of ``x - trend`` on the masked points. Real baselines are rarely flat
+    (a distortion of 1 % of the tallest peak is as large as the noise of a clean spectrum),
+    and a MAD of the raw values would read the distortion as noise. Subtracting a local mean
+    of ~2 radius points removes a fraction ~1/(2 radius) of the noise variance (under 1 % in
+    sigma at the default radius for white noise, ~2 % for zero-filled data).
+    """
+    values = np.asarray(x, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if not m.any():
+        return float("nan")
+    length = values.size
+    hi = np.minimum(np.arange(length) + radius + 1, length)
+    lo = np.maximum(np.arange(length) - radius, 0)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(m, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(m)])
+    trend = (sums[hi] - sums[lo])[m] / (counts[hi] - counts[lo])[m]
+    return mad_sigma(values[m] - trend)
+
+
 def robust_scale(
-    x: np.ndarray, alpha: float = 5.0, dilate_radius: int = 8
+    x: np.ndarray, alpha: float = 5.0, dilate_radius: int = 8, trend_radius: int = 64
 ) -> tuple[float, float]:
     """Baseline level and noise sigma of one spectrum without a ladder (inference scaling).
 
-    Two passes: median and MAD sigma over all points; then again over the points left when
-    everything further than ``alpha`` sigma from the median, dilated by ``dilate_radius``,
-    is masked out as signal. Returns ``(center, sigma)`` in the units of ``x``.
+    Two passes: median and MAD sigma over all points; then, over the points left when
+    everything further than ``alpha`` sigma from the median, dilated by ``dilate_radius``, is
+    masked out as signal, the median and :func:`mad_sigma_detrended`. Returns
+    ``(center, sigma)`` in the units of ``x``.
     """
     values = np.asarray(x, dtype=np.float64)
     center, sigma = median(values), mad_sigma(values)
     signal = dilate(np.abs(values - center) > alpha * sigma, dilate_radius)
     baseline = ~signal
     if baseline.sum() >= max(16, values.size // 10):
-        center, sigma = median(values, baseline), mad_sigma(values, baseline)
+        center, sigma = (
+            median(values, baseline),
+            mad_sigma_detrended(values, baseline, trend_radius),
+        )
     return center, sigma
 
 
 def robust_scale_batch(
-    spectra: np.ndarray, alpha: float = 5.0, dilate_radius: int = 8
+    spectra: np.ndarray, alpha: float = 5.0, dilate_radius: int = 8, trend_radius: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`robust_scale` of every row of ``spectra`` [N, L]: ``(centers [N], sigmas [N])``."""
-    pairs = [robust_scale(row, alpha, dilate_radius) for row in np.atleast_2d(spectra)]
+    pairs = [
+        robust_scale(row, alpha, dilate_radius, trend_radius) for row in np.atleast_2d(spectra)
+    ]
     centers, sigmas = zip(*pairs, strict=True) if pairs else ((), ())
     return np.array(centers, dtype=np.float64), np.array(sigmas, dtype=np.float64)
 
@@ -138,6 +167,25 @@ def erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return ~dilate(~np.asarray(mask, dtype=bool), radius)
 
 
+def dilate_components(mask: np.ndarray, radius: int, relative: float = 0.0) -> np.ndarray:
+    """Grow every run of True values of a 1D mask by ``max(radius, ceil(relative * run length))``.
+
+    With ``relative = 0`` this is :func:`dilate`. A run's length measures its line's width at
+    the threshold, so broad lines (low field, wide linewidths) get proportionally wider skirts:
+    a Lorentzian holds ~14 % of its area beyond the points where it falls to 5 % of its height.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    length = mask.size
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8))).reshape(-1, 2)
+    grown = np.zeros(length + 1, dtype=np.int64)  # difference array of the covered intervals
+    for start, stop in edges:
+        reach = max(radius, int(np.ceil(relative * (stop - start))))
+        grown[max(start - reach, 0)] += 1
+        grown[min(stop + reach, length)] -= 1
+    return np.cumsum(grown[:length]) > 0
+
+
 def smooth(x: np.ndarray, window: int, polyorder: int = 2) -> np.ndarray:
     """Savitzky-Golay smoothing along the last axis, edges extended with the nearest value.
 
@@ -166,19 +214,28 @@ def threshold_mask(spectra: np.ndarray, alpha: float) -> np.ndarray:
 
 def peak_and_baseline_masks(
     spectra: np.ndarray,
+    noise: np.ndarray,
     alpha: float = 4.0,
-    dilate_radius: int = 8,
+    dilate_radius: int = 4,
+    dilate_relative: float = 1.5,
     erode_radius: int = 2,
-    smooth_window: int = 9,
+    smooth_windows: tuple[int, ...] = (9,),
     smooth_polyorder: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Peak mask M and baseline mask B of METHOD 2.3 from aligned, re-scaled rungs [R, L].
+    """Peak mask M and baseline mask B of METHOD 2.3 from aligned rungs [R, L].
 
-    M = dilate(threshold_mask(smooth(spectra), alpha), dilate_radius);
-    B = erode(~M, erode_radius) = ~dilate(M, erode_radius).
+    The pointwise maximum is taken over the smoothed rungs each divided by its own noise
+    ``noise`` [R] (z-scores): the rungs' amplitudes then need no re-scaling first, and the
+    noisiest rung does not set the threshold (a plain maximum is dominated by rung 0's noise).
+    M = dilate_components(threshold_mask(smooth(spectra) / noise, alpha), dilate_radius,
+    dilate_relative); B = erode(~M, erode_radius) = ~dilate(M, erode_radius).
     """
-    smoothed = smooth(spectra, smooth_window, smooth_polyorder)
-    peak_mask = dilate(threshold_mask(smoothed, alpha), dilate_radius)
+    noise = np.asarray(noise, dtype=np.float64).reshape(-1, 1)
+    candidates = np.zeros(np.shape(spectra)[-1], dtype=bool)
+    for window in smooth_windows:
+        zscores = smooth(spectra, window, smooth_polyorder) / noise
+        candidates |= threshold_mask(zscores, alpha)
+    peak_mask = dilate_components(candidates, dilate_radius, dilate_relative)
     return peak_mask, erode(~peak_mask, erode_radius)
 
 
@@ -319,8 +376,8 @@ def find_anchors(ref: np.ndarray, n_anchors: int, window: int, alpha: float = 8.
 def local_shift_field(
     ref: np.ndarray,
     x: np.ndarray,
-    window: int = 64,
-    max_lag: int = 6,
+    window: int = 128,
+    max_lag: int = 10,
     n_anchors: int = 16,
 ) -> np.ndarray:
     """Per-point residual shift field d [L] of ``x`` against ``ref`` from anchor windows.
@@ -328,8 +385,9 @@ def local_shift_field(
     For each anchor peak of ``ref`` (:func:`find_anchors`), the shift of ``x`` inside
     ``[anchor - window, anchor + window]`` is the smoothed, interpolated peak
     (:func:`smoothed_correlation_peak`) of the windowed correlation (``ref`` centred on its
-    window mean) over +-max_lag; anchors whose peak sits on the lag boundary are dropped. The field interpolates linearly between anchors and is constant
-    beyond them (zero when no anchor survives).
+    window mean) over +-max_lag; anchors whose peak sits on the lag boundary are dropped.
+    The field interpolates linearly between anchors and is constant beyond them (zero when
+    no anchor survives).
     """
     r = np.asarray(ref, dtype=np.float64)
     v = np.asarray(x, dtype=np.float64)
@@ -353,20 +411,50 @@ def local_shift_field(
 # --------------------------------------------------------------------------- scale and fusion
 
 
-def ls_scale(ref: np.ndarray, x: np.ndarray, mask: np.ndarray, noise_var: float = 0.0) -> float:
-    """Least-squares scale of METHOD 2.2: ``sum_M ref*x / (sum_M x^2 - n_M * noise_var)``.
+SCALE_METHODS = ("deming", "ls", "inverse")
 
-    With ``noise_var = 0`` this is METHOD's formula exactly; passing the noise variance of
-    ``x`` removes the regression dilution (noise in ``x`` inflates ``sum x^2`` and biases the
-    scale low by about ``n_M sigma^2 / sum x^2``), as long as that leaves the denominator
-    at least half of ``sum_M x^2``.
+
+def ls_scale(
+    ref: np.ndarray,
+    x: np.ndarray,
+    mask: np.ndarray,
+    method: str = "deming",
+    noise_ref: float = 0.0,
+    noise_x: float = 0.0,
+) -> float:
+    """Amplitude scale s with ``s * x ~= ref`` on the peak mask (METHOD 2.2).
+
+    With ``Sxx = sum_M x^2``, ``Syy = sum_M ref^2``, ``Sxy = sum_M ref*x``:
+
+    - "ls": METHOD's formula ``Sxy / Sxx``. Noise in x inflates Sxx, so a noisy rung's
+      scale comes out low (regression dilution, tens of percent for rung 0 of a ladder).
+    - "inverse": ``Syy / Sxy``, x regressed on ref; biased the other way by ref's noise.
+    - "deming" (default): the errors-in-variables least squares with both noises
+      (``noise_ref``, ``noise_x``: standard deviations), consistent whatever the SNRs:
+      ``s = (Syy - d Sxx + sqrt((Syy - d Sxx)^2 + 4 d Sxy^2)) / (2 Sxy)`` with
+      ``d = noise_ref^2 / noise_x^2``.
+      It is "ls" when ``noise_x = 0`` and "inverse" when ``noise_ref = 0``.
+
+    NaN when Sxy (or Sxx for "ls") is zero.
     """
     m = np.asarray(mask, dtype=bool)
     r = np.asarray(ref, dtype=np.float64)[m]
     v = np.asarray(x, dtype=np.float64)[m]
-    energy = float(np.dot(v, v))
-    denominator = max(energy - m.sum() * noise_var, 0.5 * energy)
-    return float(np.dot(r, v)) / denominator if denominator > 0 else float("nan")
+    sxx, syy, sxy = float(np.dot(v, v)), float(np.dot(r, r)), float(np.dot(r, v))
+    if method == "ls" or (method == "deming" and noise_x == 0.0):
+        return sxy / sxx if sxx != 0 else float("nan")
+    if method not in SCALE_METHODS:
+        raise InputError(f"scale method {method!r}: use one of {SCALE_METHODS}")
+    if sxy == 0:
+        return float("nan")
+    if method == "inverse" or noise_ref == 0.0:
+        return syy / sxy
+    d = (noise_ref / noise_x) ** 2
+    spread = syy - d * sxx
+    root = np.sqrt(spread * spread + 4.0 * d * sxy * sxy)
+    if spread >= 0.0:
+        return (spread + root) / (2.0 * sxy)
+    return 2.0 * d * sxy / (root - spread)  # the same root, without cancellation
 
 
 def fusion_weights(
@@ -400,7 +488,9 @@ def fusion_weights(
     weights = raw / raw.sum()
     if w_max is not None:
         if not 1.0 / rungs <= w_max <= 1.0:
-            raise InputError(f"fusion weights: w_max={w_max} must lie in [1/R, 1] = [{1 / rungs:.3g}, 1]")
+            raise InputError(
+                f"fusion weights: w_max={w_max} must lie in [1/R, 1] = [{1 / rungs:.3g}, 1]"
+            )
         weights = _water_fill(weights, w_max)
     return weights
 
@@ -432,25 +522,29 @@ def fuse(spectra: np.ndarray, weights: np.ndarray) -> np.ndarray:
 class PreprocessOptions:
     """Options of :func:`preprocess_ladder` (every length in points)."""
 
-    reference: str = "top"  # "top": align/scale to the top rung; "fused": a second pass against s_hat
+    reference: str = (
+        "top"  # "top": align/scale to the top rung; "fused": a second pass against s_hat
+    )
     max_lag: int = 50  # global alignment searches shifts in [-max_lag, max_lag]
     local: bool = False  # local alignment in windows around anchor peaks (non-linear drift)
-    local_window: int = 64
-    local_max_lag: int = 6
+    local_window: int = 128
+    local_max_lag: int = 10
     n_anchors: int = 16
     alpha: float = 4.0  # peak threshold, in noise sigmas above the median
-    dilate_radius: int = 8  # M covers peak skirts
+    dilate_radius: int = 4  # M covers peak skirts: every run grows by at least this ...
+    dilate_relative: float = 1.5  # ... and by this fraction of its own length (broad lines)
     erode_radius: int = 2  # B keeps away from peak feet
-    smooth_window: int = 9  # Savitzky-Golay before thresholding
+    trend_radius: int = 64  # noise is measured around a local baseline mean of this radius
+    smooth_windows: tuple[int, ...] = (9,)  # Savitzky-Golay widths; each finds its own peaks
     smooth_polyorder: int = 2
     weights: str = "snr"  # fusion weights: "snr", "t" or "top"
     gamma: float = 2.0
     w_max: float | None = None
-    debias_scale: bool = True  # remove the noise's regression dilution from the LS scale
+    scale_method: str = "deming"  # "deming" (both noises), "ls" (METHOD's formula) or "inverse"
     snr_percentile: float = 95.0
 
     def min_length(self) -> int:
-        needed = [2 * self.max_lag + 1, self.smooth_window, 2 * self.dilate_radius + 1, 16]
+        needed = [2 * self.max_lag + 1, *self.smooth_windows, 2 * self.dilate_radius + 1, 16]
         if self.local:
             needed.append(2 * self.local_window + 1)
         return max(needed)
@@ -518,11 +612,17 @@ def make_options(**options) -> PreprocessOptions:
     if unknown:
         raise InputError(f"unknown preprocessing option(s) {unknown}; known: {sorted(known)}")
     opts = PreprocessOptions(**options)
+    if opts.scale_method not in SCALE_METHODS:
+        raise InputError(f"option scale_method={opts.scale_method!r}: use one of {SCALE_METHODS}")
     if opts.reference not in ("top", "fused"):
         raise InputError(f"option reference={opts.reference!r}: use 'top' or 'fused'")
-    if opts.smooth_window > 1 and (opts.smooth_window % 2 == 0 or opts.smooth_window <= opts.smooth_polyorder):
+    windows = (
+        (opts.smooth_windows,) if np.isscalar(opts.smooth_windows) else tuple(opts.smooth_windows)
+    )
+    opts = replace(opts, smooth_windows=tuple(int(w) for w in windows))
+    if not windows or any(w > 1 and (w % 2 == 0 or w <= opts.smooth_polyorder) for w in windows):
         raise InputError(
-            f"option smooth_window={opts.smooth_window}: must be odd and > smooth_polyorder"
+            f"option smooth_windows={windows}: each must be odd and > smooth_polyorder"
         )
     for name in ("max_lag", "dilate_radius", "erode_radius", "local_window", "local_max_lag"):
         if getattr(opts, name) < 0:
@@ -535,18 +635,24 @@ def validate_ladder(ladder, opts: PreprocessOptions, name: str = "ladder") -> np
     if isinstance(ladder, (list, tuple)):
         lengths = {np.shape(rung) for rung in ladder}
         if len(lengths) > 1:
-            raise InputError(f"{name}: rungs of different shapes {sorted(lengths)}; every rung needs the same length")
+            raise InputError(
+                f"{name}: rungs of different shapes {sorted(lengths)}; "
+                "every rung needs the same length"
+            )
     arr = np.asarray(ladder)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
         raise InputError(f"{name}: expected a numeric array [R, L], got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[0] < 2:
-        raise InputError(f"{name}: expected shape [R, L] with at least 2 rungs, got shape {arr.shape}")
+        raise InputError(
+            f"{name}: expected shape [R, L] with at least 2 rungs, got shape {arr.shape}"
+        )
     if arr.shape[1] == 0:
         raise InputError(f"{name}: the rungs are empty (length 0)")
     if arr.shape[1] < opts.min_length():
         raise InputError(
-            f"{name}: length {arr.shape[1]} is too short for the options (needs >= {opts.min_length()}: "
-            f"max_lag={opts.max_lag}, smooth_window={opts.smooth_window}, local_window={opts.local_window})"
+            f"{name}: length {arr.shape[1]} is too short for the options "
+            f"(needs >= {opts.min_length()}: max_lag={opts.max_lag}, "
+            f"smooth_windows={opts.smooth_windows}, local_window={opts.local_window})"
         )
     arr = arr.astype(np.float64)
     bad = ~np.isfinite(arr)
@@ -557,10 +663,13 @@ def validate_ladder(ladder, opts: PreprocessOptions, name: str = "ladder") -> np
         )
     for k, rung in enumerate(arr):
         if np.ptp(rung) == 0:
-            raise InputError(f"{name}: rung {k} is constant (value {rung[0]:g}); no noise or signal to use")
+            raise InputError(
+                f"{name}: rung {k} is constant (value {rung[0]:g}); no noise or signal to use"
+            )
         if mad_sigma(rung) == 0:
             raise InputError(
-                f"{name}: rung {k} has zero robust noise (MAD = 0: over half of its points are equal)"
+                f"{name}: rung {k} has zero robust noise "
+                "(MAD = 0: over half of its points are equal)"
             )
     return arr
 
@@ -584,38 +693,61 @@ def _align(centred: np.ndarray, ref: np.ndarray, opts: PreprocessOptions, skip_t
         fields_[k] = shifts[k]
         aligned[k] = apply_shift(centred[k], -shifts[k])
         if opts.local:
-            residual = local_shift_field(ref, aligned[k], opts.local_window, opts.local_max_lag, opts.n_anchors)
+            residual = local_shift_field(
+                ref, aligned[k], opts.local_window, opts.local_max_lag, opts.n_anchors
+            )
             fields_[k] += residual
-            aligned[k] = apply_shift_field(centred[k], fields_[k])
+            aligned[k] = apply_shift_field(centred[k], -fields_[k])
     return shifts, fields_, aligned
 
 
 def _masks_scales_noise(centred, aligned, fields_, ref, ref_is_rung, opts, name):
     """Masks, LS scales and per-rung noise for aligned rungs against ``ref``."""
     rungs = aligned.shape[0]
-    # First scales from a mask of the reference alone, so the rungs are comparable for the
-    # pointwise maximum that defines M (the rungs were normalised in different ways).
-    ref_mask = dilate(threshold_mask(smooth(ref, opts.smooth_window, opts.smooth_polyorder), opts.alpha), opts.dilate_radius)
-    if not ref_mask.any():
-        raise InputError(f"{name}: no peak above the threshold in the reference rung (alpha={opts.alpha})")
-    first_scales = np.array([ls_scale(ref, aligned[k], ref_mask) for k in range(rungs)])
-    peak_mask, base_mask = peak_and_baseline_masks(
-        first_scales[:, None] * aligned, opts.alpha, opts.dilate_radius, opts.erode_radius,
-        opts.smooth_window, opts.smooth_polyorder,
+    first_noise = np.array(
+        [robust_scale(centred[k], trend_radius=opts.trend_radius)[1] for k in range(rungs)]
     )
+    peak_mask, base_mask = peak_and_baseline_masks(
+        aligned,
+        first_noise,
+        opts.alpha,
+        opts.dilate_radius,
+        opts.dilate_relative,
+        opts.erode_radius,
+        opts.smooth_windows,
+        opts.smooth_polyorder,
+    )
+    if not peak_mask.any():
+        raise InputError(f"{name}: no peak above the threshold (alpha={opts.alpha} noise sigmas)")
     if not base_mask.any():
-        raise InputError(f"{name}: the peak mask covers the whole spectrum; no baseline left for the noise")
+        raise InputError(
+            f"{name}: the peak mask covers the whole spectrum; no baseline left for the noise"
+        )
     # Noise is measured on each rung as acquired (interpolation would smooth it), on the
     # baseline mask carried back to the rung's own frame.
-    raw_sigma = np.array([mad_sigma(centred[k], _shift_mask(base_mask, fields_[k])) for k in range(rungs)])
-    scales = np.empty(rungs)
-    for k in range(rungs):
-        if ref_is_rung == k:
-            scales[k] = 1.0
-            continue
-        # The noise inside sum_M x^2 is that of the aligned rung, which interpolation smoothed.
-        noise_var = mad_sigma(aligned[k], base_mask) ** 2 if opts.debias_scale else 0.0
-        scales[k] = ls_scale(ref, aligned[k], peak_mask, noise_var)
+    raw_sigma = np.array(
+        [
+            mad_sigma_detrended(centred[k], _shift_mask(base_mask, fields_[k]), opts.trend_radius)
+            for k in range(rungs)
+        ]
+    )
+    # The Deming fit needs the noise of the aligned copies, which interpolation smoothed.
+    noise_ref = mad_sigma_detrended(ref, base_mask, opts.trend_radius)
+    scales = np.array(
+        [
+            1.0
+            if k == ref_is_rung
+            else ls_scale(
+                ref,
+                aligned[k],
+                peak_mask,
+                opts.scale_method,
+                noise_ref,
+                mad_sigma_detrended(aligned[k], base_mask, opts.trend_radius),
+            )
+            for k in range(rungs)
+        ]
+    )
     bad = np.flatnonzero(~(scales > 0))
     if bad.size:
         raise InputError(
@@ -629,53 +761,59 @@ def preprocess_ladder(ladder, name: str = "ladder", **options) -> LadderResult:
     """Run METHOD 2.1-2.4 and 3.1 on one ladder [R, L] (rung 0 = lowest SNR, R-1 = highest).
 
     Steps: centre each rung on its median; align every rung to the top rung (global shift by
-    cross-correlation with parabolic refinement, optional local windows); masks M and B from
-    the pointwise max of the smoothed, provisionally scaled rungs; LS scale of each rung on M;
-    robust noise sigma_k on B; SNR_k; T_hat; SNR-weighted fusion into s_hat. With
+    cross-correlation with sub-point refinement, optional local windows); masks M and B from
+    the pointwise max of the smoothed rungs in units of their own noise; the scale of each
+    rung on M (Deming least squares); robust noise sigma_k on B, measured on each rung as
+    acquired; SNR_k; T_hat; SNR-weighted fusion into s_hat. With
     ``reference="fused"`` a second pass aligns and scales every rung against that s_hat.
     Options: see :class:`PreprocessOptions`. Raises InputError on bad input.
     """
     opts = make_options(**options)
     data = validate_ladder(ladder, opts, name)
-    rungs = data.shape[0]
     offsets = np.median(data, axis=1)
     centred = data - offsets[:, None]
 
-    ref, ref_is_rung = centred[-1], rungs - 1
-    shifts, fields_, aligned = _align(centred, ref, opts, skip_top=True)
-    passes = 2 if opts.reference == "fused" else 1
-    for pass_index in range(passes):
-        if pass_index == 1:
-            ref, ref_is_rung = s_hat, None
-            shifts, fields_, aligned = _align(centred, ref, opts, skip_top=False)
-        peak_mask, base_mask, scales, sigma = _masks_scales_noise(
-            centred, aligned, fields_, ref, ref_is_rung, opts, name
-        )
-        rescaled = scales[:, None] * aligned
-        if np.any(sigma <= 0):
-            raise InputError(f"{name}: zero noise on the baseline mask in rung {int(np.argmin(sigma))}")
-        baseline_level = np.array([median(r, base_mask) for r in rescaled])
-        p95 = np.array([percentile(r, opts.snr_percentile, peak_mask) for r in rescaled])
-        snr = (p95 - baseline_level) / sigma
-        t_hat = float(np.median(sigma[:-1] / sigma[1:]))
-        weights = fusion_weights(snr, t_hat, opts.weights, opts.gamma, opts.w_max)
-        s_hat = fuse(rescaled, weights)
+    top = data.shape[0] - 1
+    shifts, fields_, aligned = _align(centred, centred[top], opts, skip_top=True)
+    measured = _measure(centred, aligned, fields_, centred[top], top, opts, name)
+    if opts.reference == "fused":
+        s_hat = measured["s_hat"]
+        shifts, fields_, aligned = _align(centred, s_hat, opts, skip_top=False)
+        measured = _measure(centred, aligned, fields_, s_hat, None, opts, name)
 
     return LadderResult(
-        aligned=rescaled.astype(np.float32),
         offsets=offsets,
         shifts=shifts,
-        scales=scales,
-        peak_mask=peak_mask,
-        base_mask=base_mask,
-        sigma=sigma,
-        snr=snr,
-        t_hat=t_hat,
-        weights=weights,
-        s_hat=s_hat.astype(np.float32),
         shift_fields=fields_.astype(np.float32) if opts.local else None,
         params=asdict(opts),
+        **measured,
     )
+
+
+def _measure(centred, aligned, fields_, ref, ref_is_rung, opts, name) -> dict:
+    """Masks, scales, noise, SNR, T_hat, weights and s_hat of aligned rungs against ``ref``."""
+    peak_mask, base_mask, scales, sigma = _masks_scales_noise(
+        centred, aligned, fields_, ref, ref_is_rung, opts, name
+    )
+    if np.any(sigma <= 0):
+        raise InputError(f"{name}: zero noise on the baseline mask in rung {int(np.argmin(sigma))}")
+    rescaled = scales[:, None] * aligned
+    baseline_level = np.array([median(r, base_mask) for r in rescaled])
+    p95 = np.array([percentile(r, opts.snr_percentile, peak_mask) for r in rescaled])
+    snr = (p95 - baseline_level) / sigma
+    t_hat = float(np.median(sigma[:-1] / sigma[1:]))
+    weights = fusion_weights(snr, t_hat, opts.weights, opts.gamma, opts.w_max)
+    return {
+        "aligned": rescaled.astype(np.float32),
+        "scales": scales,
+        "peak_mask": peak_mask,
+        "base_mask": base_mask,
+        "sigma": sigma,
+        "snr": snr,
+        "t_hat": t_hat,
+        "weights": weights,
+        "s_hat": fuse(rescaled, weights).astype(np.float32),
+    }
 
 
 def preprocess_ladders(batch, name: str = "ladders", **options) -> LadderBatchResult:
@@ -683,7 +821,9 @@ def preprocess_ladders(batch, name: str = "ladders", **options) -> LadderBatchRe
     arr = np.asarray(batch)
     if arr.ndim != 3:
         raise InputError(f"{name}: expected shape [N, R, L], got shape {arr.shape}")
-    results = [preprocess_ladder(arr[i], name=f"{name}[{i}]", **options) for i in range(arr.shape[0])]
+    results = [
+        preprocess_ladder(arr[i], name=f"{name}[{i}]", **options) for i in range(arr.shape[0])
+    ]
     if not results:
         raise InputError(f"{name}: the batch is empty")
     stacked = {

@@ -88,10 +88,15 @@ def test_apply_shift_field_constant_equals_apply_shift(rng):
     field = np.repeat(shifts[:, None], 200, axis=1)
     for k in range(3):
         np.testing.assert_allclose(
-            reference.apply_shift_field(x[k], field[k]), reference.apply_shift(x[k], shifts[k]), atol=1e-12
+            reference.apply_shift_field(x[k], field[k]),
+            reference.apply_shift(x[k], shifts[k]),
+            atol=1e-12,
         )
-    np.testing.assert_allclose(reference.apply_shift(x, shifts), np.stack(
-        [ndi.shift(x[k], shifts[k], order=1, mode="grid-wrap") for k in range(3)]), atol=1e-12)
+    np.testing.assert_allclose(
+        reference.apply_shift(x, shifts),
+        np.stack([ndi.shift(x[k], shifts[k], order=1, mode="grid-wrap") for k in range(3)]),
+        atol=1e-12,
+    )
 
 
 def test_cross_correlation_matches_fft(rng):
@@ -125,18 +130,34 @@ def test_estimate_shift_at_lag_boundary_is_not_refined():
 def test_ls_scale_analytic(rng):
     ref = _gaussian_peaks(512, [100, 300])
     mask = ref > 0.01
-    assert reference.ls_scale(ref, ref / 3.0, mask) == pytest.approx(3.0)
-    noisy = ref / 3.0 + rng.normal(0, 0.05, 512)
-    plain = reference.ls_scale(ref, noisy, mask)
-    debiased = reference.ls_scale(ref, noisy, mask, noise_var=0.05**2)
-    assert abs(debiased - 3.0) < abs(plain - 3.0)
+    for method in ("ls", "inverse", "deming"):
+        assert reference.ls_scale(ref, ref / 3.0, mask, method, 0.0, 0.0) == pytest.approx(3.0)
+    # Both spectra noisy: METHOD's formula is biased low, the inverse fit high, Deming neither.
+    estimates = {"ls": [], "inverse": [], "deming": []}
+    for _ in range(300):
+        noisy_ref = ref + rng.normal(0, 0.05, 512)
+        noisy = ref / 3.0 + rng.normal(0, 0.1, 512)
+        for method, values in estimates.items():
+            values.append(reference.ls_scale(noisy_ref, noisy, mask, method, 0.05, 0.1))
+    assert np.mean(estimates["ls"]) < 2.85
+    assert np.mean(estimates["inverse"]) > 3.05
+    assert np.mean(estimates["deming"]) == pytest.approx(3.0, rel=0.02)
+    # Deming's limits are the two plain fits
+    noisy = ref / 3.0 + rng.normal(0, 0.1, 512)
+    sxy, sxx, syy = ref[mask] @ noisy[mask], noisy[mask] @ noisy[mask], ref[mask] @ ref[mask]
+    assert reference.ls_scale(ref, noisy, mask, "deming", 1e-9, 0.1) == pytest.approx(syy / sxy)
+    assert reference.ls_scale(ref, noisy, mask, "deming", 0.1, 1e-9) == pytest.approx(sxy / sxx)
+    with pytest.raises(InputError, match="scale method"):
+        reference.ls_scale(ref, ref, mask, "median", 0.1, 0.1)
 
 
 def test_fusion_weights_and_cap():
     snr = np.array([2.0, 4.0, 8.0, 16.0])
     w = reference.fusion_weights(snr, 2.0, "snr", gamma=1.0)
     np.testing.assert_allclose(w, snr / snr.sum())
-    np.testing.assert_allclose(reference.fusion_weights(snr, 2.0, "t", gamma=2.0), 4.0 ** np.arange(4) / 85)
+    np.testing.assert_allclose(
+        reference.fusion_weights(snr, 2.0, "t", gamma=2.0), 4.0 ** np.arange(4) / 85
+    )
     np.testing.assert_allclose(reference.fusion_weights(snr, 2.0, "top"), [0, 0, 0, 1])
     capped = reference.fusion_weights(snr, 2.0, "snr", gamma=2.0, w_max=0.5)
     assert capped.max() <= 0.5 + 1e-12 and capped.sum() == pytest.approx(1.0)
@@ -157,7 +178,7 @@ def test_fuse_is_weighted_mean(rng):
 
 def _simple_ladder(rng, rungs=3, length=2048):
     clean = 10 * _gaussian_peaks(length, [300, 700, 1500], width=4.0)
-    return np.stack([clean + rng.normal(0, 2.0 ** -k, length) for k in range(rungs)])
+    return np.stack([clean + rng.normal(0, 2.0**-k, length) for k in range(rungs)])
 
 
 @pytest.mark.parametrize(
@@ -171,7 +192,10 @@ def _simple_ladder(rng, rungs=3, length=2048):
         (lambda lad: lad[:, :40], "too short"),
         (lambda lad: lad[:, :0], "empty"),
         (lambda lad: [lad[0], lad[1][:-3]], "different shapes"),
-        (lambda lad: np.stack([lad[0], np.where(np.arange(lad.shape[1]) % 4 == 0, lad[1], 0.0)]), "MAD = 0"),
+        (
+            lambda lad: np.stack([lad[0], np.where(np.arange(lad.shape[1]) % 4 == 0, lad[1], 0.0)]),
+            "MAD = 0",
+        ),
     ],
 )
 def test_bad_ladders_raise_input_error(rng, mutate, message):
@@ -182,8 +206,8 @@ def test_bad_ladders_raise_input_error(rng, mutate, message):
 def test_bad_options_raise_input_error(rng):
     with pytest.raises(InputError, match="unknown preprocessing option"):
         reference.preprocess_ladder(_simple_ladder(rng), alpah=3)
-    with pytest.raises(InputError, match="smooth_window"):
-        reference.preprocess_ladder(_simple_ladder(rng), smooth_window=8)
+    with pytest.raises(InputError, match="smooth_windows"):
+        reference.preprocess_ladder(_simple_ladder(rng), smooth_windows=(9, 8))
     with pytest.raises(InputError, match=r"\[N, R, L\]"):
         reference.preprocess_ladders(_simple_ladder(rng))
 
@@ -202,3 +226,30 @@ def test_preprocess_ladders_stacks_single_results(rng):
     np.testing.assert_array_equal(stacked[1].peak_mask, single.peak_mask)
     np.testing.assert_allclose(stacked[1].s_hat, single.s_hat)
     assert stacked.t_hat.shape == (2,) and stacked.aligned.dtype == np.float32
+
+
+def test_gaussian_taps_and_peak_position_are_exact_for_gaussians():
+    taps = reference.gaussian_taps(1.5)
+    assert taps.size == 11 and taps.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(taps, taps[::-1])
+    np.testing.assert_array_equal(reference.gaussian_taps(0.0), [1.0])
+    for centre in (10.0, 10.37, 9.81):
+        values = np.exp(-0.5 * ((np.arange(21) - centre) / 2.0) ** 2)
+        assert reference.peak_position(values) == pytest.approx(centre, abs=1e-9)
+
+
+@pytest.mark.parametrize("width", [0.5, 1.0, 3.0])
+def test_subpoint_shift_of_sharp_lines_is_unbiased(width):
+    """Fourier-shifted Lorentzian lines (band-limited, as in real data): error < 0.01 point."""
+    from scipy.ndimage import fourier_shift
+
+    rng = np.random.default_rng(7)
+    i = np.arange(4096)
+    centres = rng.uniform(200, 3900, 12)
+    ref = sum(
+        h / (1 + ((i - c) / (width / 2)) ** 2)
+        for c, h in zip(centres, rng.uniform(0.2, 1, 12), strict=True)
+    )
+    for true_shift in (0.25, -3.4, 11.5, 17.9):
+        x = np.fft.ifft(fourier_shift(np.fft.fft(ref), true_shift)).real
+        assert reference.estimate_shift(ref, x, 30) == pytest.approx(true_shift, abs=0.01)

@@ -16,6 +16,9 @@ from nmrladder import __version__
 # verb -> (module defining it, one-line summary)
 VERBS: dict[str, tuple[str, str]] = {
     "simulate": ("nmrladder.train.simulate_cli", "simulate SNR ladders with known truth (HDF5)"),
+    "train": ("nmrladder.train.train_cli", "train the denoiser on SNR ladders (two stages)"),
+    "evaluate": ("nmrladder.train.evaluate_cli", "metrics of METHOD 7 against baselines"),
+    "ablate": ("nmrladder.train.ablate_cli", "train METHOD 8's variants on one budget"),
     "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
 }
 

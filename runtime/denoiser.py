@@ -1,0 +1,157 @@
+"""The Denoiser: the Python API users and pipelines call.
+
+    from nmrladder.runtime import Denoiser
+    den = Denoiser.default()                      # the model shipped with the package
+    y = den.denoise(x)                            # x [N, L] or [L], any normalisation
+    series = den.denoise_series(ladder)           # ladder [R, L]: fused spectrum, T_hat, SNRs
+
+Spectra may come in any normalisation (max, area, z-score, raw intensities): the input
+scaling (runtime/scaling.py) makes the network see every spectrum in its own noise units
+and maps the output back. Lengths outside the artefact's range are refused; others are
+padded to the length multiple and cropped back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from nmrladder.runtime.errors import InputError, ModelError
+from nmrladder.runtime.scaling import from_model_output, to_model_input
+from nmrladder.runtime.sessions import open_session
+
+DEFAULT_MODEL = "default.onnx"
+
+
+def default_model_path() -> Path:
+    """The ONNX model shipped inside the package (runtime/models/default.onnx)."""
+    path = Path(str(resources.files("nmrladder.runtime") / "models" / DEFAULT_MODEL))
+    if not path.is_file():
+        raise ModelError(f"{path}: the packaged default model is missing; reinstall nmrladder")
+    return path
+
+
+@dataclass
+class SeriesResult:
+    """What :meth:`Denoiser.denoise_series` returns.
+
+    fused [L]: the SNR-weighted fusion of the denoised rungs, in the top rung's frame and its
+      original units; denoised [R, L]: every rung denoised, aligned and re-scaled to the top
+      rung (centred); t_hat, snr [R], sigma [R], shifts [R], scales [R], weights [R]: from the
+      ladder's preprocessing (METHOD 2.1-2.4, 3.1); preprocessing: the full LadderResult.
+    """
+
+    fused: np.ndarray
+    denoised: np.ndarray
+    t_hat: float
+    snr: np.ndarray
+    sigma: np.ndarray
+    shifts: np.ndarray
+    scales: np.ndarray
+    weights: np.ndarray
+    preprocessing: object
+
+
+class Denoiser:
+    """A denoising network behind one backend ("ort", "ort-cuda", "ort-tensorrt", "trt", "torch").
+
+    ``model_path`` is an artefact file (.onnx, .plan, .pt2) or an export folder; ``batch_size``
+    spectra go through the network at once; ``threads`` sets the CPU threads of the session
+    and of the preprocessing kernels (None: every core).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        backend: str = "ort",
+        batch_size: int = 8,
+        threads: int | None = None,
+    ):
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_path = Path(model_path)
+        self.backend = backend
+        self.batch_size = batch_size
+        self.threads = threads
+        self.session = open_session(self.model_path, backend, threads=threads)
+        self.info = self.session.info
+
+    @classmethod
+    def default(cls, backend: str = "ort", **kwargs) -> Denoiser:
+        """The model shipped with the package."""
+        return cls(default_model_path(), backend=backend, **kwargs)
+
+    @property
+    def length_range(self) -> tuple[int, int]:
+        return self.info.min_length, self.info.max_length
+
+    def _checked(self, spectra, name: str) -> np.ndarray:
+        x = np.asarray(spectra)
+        if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+            raise InputError(f"{name}: expected numbers, got dtype {x.dtype}")
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise InputError(f"{name}: expected shape [N, L] or [L] with N, L > 0, got {x.shape}")
+        self.info.check_length(x.shape[1], name)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            row, point = np.argwhere(bad)[0]
+            raise InputError(f"{name}: NaN/Inf in spectrum {row} at point {point}")
+        return x.astype(np.float32, copy=False)
+
+    def denoise(self, spectra, name: str = "spectra") -> np.ndarray:
+        """Denoise spectra [N, L] (or one [L]); the output has the input's shape and units."""
+        single = np.ndim(spectra) == 1
+        x = self._checked(np.atleast_2d(spectra), name)
+        z, centers, sigmas = to_model_input(x, self.info.length_multiple, threads=self.threads)
+        out = np.empty_like(z)
+        for start in range(0, z.shape[0], self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            out[chunk] = self.session.run(z[chunk])
+        y = from_model_output(out, centers, sigmas, x.shape[1])
+        return y[0] if single else y
+
+    def denoise_series(self, ladder, name: str = "ladder", **preprocess_options) -> SeriesResult:
+        """Denoise a ladder [R, L] (rung 0 lowest SNR) and fuse it (METHOD 2.1-2.4, 3.1).
+
+        The rungs are aligned, re-scaled, masked and their noise measured by the compiled
+        kernels; every rung is denoised as acquired (no interpolation before the network), then
+        aligned and re-scaled like the rung itself and fused with the rung's SNR weight.
+        """
+        from nmrladder.runtime.preprocess import apply_shift, preprocess_ladder
+
+        result = preprocess_ladder(ladder, name=name, **preprocess_options)
+        raw = self._checked(np.asarray(ladder, dtype=np.float32), name)
+        denoised = self.denoise(raw - result.offsets[:, None].astype(np.float32), name)
+        fields = result.shift_fields if result.shift_fields is not None else result.shifts
+        aligned = (
+            np.stack(
+                [
+                    apply_shift(denoised[k], -float(fields[k]))
+                    if np.ndim(fields[k]) == 0
+                    else _apply_field(denoised[k], fields[k])
+                    for k in range(denoised.shape[0])
+                ]
+            )
+            * result.scales[:, None]
+        )
+        fused = (result.weights @ aligned) / result.weights.sum() + result.offsets[-1]
+        return SeriesResult(
+            fused=fused.astype(np.float32),
+            denoised=aligned.astype(np.float32),
+            t_hat=float(result.t_hat),
+            snr=result.snr,
+            sigma=result.sigma,
+            shifts=result.shifts,
+            scales=result.scales,
+            weights=result.weights,
+            preprocessing=result,
+        )
+
+
+def _apply_field(spectrum: np.ndarray, field: np.ndarray) -> np.ndarray:
+    from nmrladder.runtime.preprocess import apply_shift_field
+
+    return apply_shift_field(spectrum, -np.asarray(field, dtype=np.float64))

@@ -13,6 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    # Read once at import: os.umask is process-wide, and setting it later would race with
+    # files other threads are creating.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``destination``; rename it there on success.
@@ -29,6 +40,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; outputs get the permissions of an ordinary new file (umask).
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, destination)

@@ -1,19 +1,40 @@
 """Reading and writing 1D NMR spectra (real part), keeping the ppm axis and the metadata.
 
 One entry point per direction: :func:`read_spectrum` and :func:`write_spectrum`, dispatching
-on the format. NMR formats go through nmrglue (see nmrladder.runtime.formats); plain formats
-(.npy, .npz, .csv) are handled here.
+on the format (:func:`detect_format`); :func:`output_path_for` says where a denoised copy
+goes. NMR formats (Bruker, NMRPipe, JCAMP-DX) go through nmrglue in
+nmrladder.runtime.formats; plain formats (.npy, .npz, .csv, .h5/.hdf5) are handled here.
+Every write is atomic. Formats, what each keeps and where outputs go: docs/formats.md.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from nmrladder.runtime.atomic import atomic_path
 from nmrladder.runtime.errors import InputError
+
+# File suffix -> format; a folder (or a file named 1r) is Bruker.
+SUFFIX_FORMATS = {
+    ".npy": "npy",
+    ".npz": "npz",
+    ".csv": "csv",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".ft": "pipe",
+    ".ft1": "pipe",
+    ".fid": "pipe",
+    ".jdx": "jcamp",
+    ".dx": "jcamp",
+}
+_NMR_FORMATS = ("bruker", "pipe", "jcamp")  # read (and written) through nmrglue
+_CSV_META = "# meta: "  # the CSV comment line that carries the metadata as JSON
+_H5_JSON_ATTRS = "nmrladder_json_attrs"  # names of HDF5 attributes stored as JSON text
 
 
 @dataclass
@@ -53,6 +74,41 @@ def _checked(values, source: str) -> np.ndarray:
     return arr
 
 
+def _meta_to_json(meta: dict) -> str:
+    """Metadata as one JSON document (numpy values as lists/numbers, anything else as text)."""
+
+    def default(value):
+        if isinstance(value, np.ndarray | np.generic):
+            return value.tolist()
+        return str(value)
+
+    return json.dumps(meta, default=default)
+
+
+def _meta_from_json(text: str, source: Path) -> dict:
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{source}: the stored metadata is not valid JSON ({err})") from err
+    if not isinstance(meta, dict):
+        raise InputError(f"{source}: the stored metadata is not a JSON object")
+    return meta
+
+
+def _checked_ppm(ppm, intensities: np.ndarray, source: Path) -> np.ndarray | None:
+    """A finite ppm axis as long as the intensities (float64), or None."""
+    if ppm is None:
+        return None
+    ppm = np.asarray(ppm, dtype=np.float64).reshape(-1)
+    if ppm.shape != intensities.shape:
+        raise InputError(
+            f"{source}: ppm axis has {ppm.size} points, intensities {intensities.size}"
+        )
+    if not np.all(np.isfinite(ppm)):
+        raise InputError(f"{source}: the ppm axis has NaN/Inf values")
+    return ppm
+
+
 def _read_npy(path: Path) -> Spectrum:
     try:
         data = np.load(path, allow_pickle=False)
@@ -73,16 +129,25 @@ def _read_npz(path: Path) -> Spectrum:
                 raise InputError(f"{path}: .npz needs an 'intensities' array (found {keys})")
             values = archive[key]
             ppm = archive["ppm"] if "ppm" in keys else None
+            meta_text = str(archive["meta"]) if "meta" in keys else None
     except (ValueError, OSError, EOFError) as err:
+        if isinstance(err, InputError):
+            raise
         raise InputError(f"{path}: not a readable .npz file ({err})") from err
     intensities = _checked(values, str(path))
-    if ppm is not None and np.shape(ppm) != intensities.shape:
-        raise InputError(
-            f"{path}: ppm axis has {np.size(ppm)} points, intensities {intensities.size}"
-        )
-    return Spectrum(
-        intensities, None if ppm is None else np.asarray(ppm, float), {}, str(path), "npz"
-    )
+    meta = {} if meta_text is None else _meta_from_json(meta_text, path)
+    return Spectrum(intensities, _checked_ppm(ppm, intensities, path), meta, str(path), "npz")
+
+
+def _csv_meta(path: Path) -> dict:
+    """The metadata written by _write_csv: a '# meta: {json}' line in the leading comments."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            if line.startswith(_CSV_META):
+                return _meta_from_json(line[len(_CSV_META) :], path)
+    return {}
 
 
 def _read_csv(path: Path) -> Spectrum:
@@ -101,20 +166,225 @@ def _read_csv(path: Path) -> Spectrum:
         raise InputError(f"{path}: expected two columns (ppm, intensity), got {table.shape[1]}")
     if not np.all(np.isfinite(table[:, 0])):
         raise InputError(f"{path}: the ppm column has NaN/Inf values")
-    return Spectrum(_checked(table[:, 1], str(path)), table[:, 0].copy(), {}, str(path), "csv")
+    return Spectrum(
+        _checked(table[:, 1], str(path)), table[:, 0].copy(), _csv_meta(path), str(path), "csv"
+    )
 
 
-_READERS = {".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv}
+def _h5_value(value):
+    """An HDF5 attribute as a plain Python value (numbers, text, lists)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
 
 
-def read_spectrum(path: str | os.PathLike) -> Spectrum:
-    """Read one 1D spectrum; the format follows the path (see the module docstring)."""
+def _meta_from_h5_attrs(path: Path, attrs) -> dict:
+    """HDF5 attributes as metadata; those _write_hdf5 stored as JSON text are decoded."""
+    meta = {name: _h5_value(value) for name, value in attrs.items()}
+    json_names = meta.pop(_H5_JSON_ATTRS, [])
+    for name in [json_names] if isinstance(json_names, str) else json_names:
+        if name in meta:
+            meta[name] = json.loads(meta[name])
+    return meta
+
+
+def _read_hdf5(path: Path) -> Spectrum:
+    import h5py  # imported on use: the runtime's other paths do not need it
+
+    try:
+        with h5py.File(path, "r") as handle:
+            datasets = [name for name, item in handle.items() if isinstance(item, h5py.Dataset)]
+            if "intensities" in datasets:
+                key = "intensities"
+            elif len(datasets) == 1:
+                key = datasets[0]
+            else:
+                raise InputError(f"{path}: HDF5 needs an 'intensities' dataset (found {datasets})")
+            values = handle[key][()]
+            ppm = handle["ppm"][()] if "ppm" in datasets else None
+            meta = _meta_from_h5_attrs(path, handle.attrs)
+            meta.update(_meta_from_h5_attrs(path, handle[key].attrs))
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise InputError(f"{path}: not a readable HDF5 spectrum ({err})") from err
+    intensities = _checked(values, str(path))
+    return Spectrum(intensities, _checked_ppm(ppm, intensities, path), meta, str(path), "hdf5")
+
+
+_PLAIN_READERS = {"npy": _read_npy, "npz": _read_npz, "csv": _read_csv, "hdf5": _read_hdf5}
+
+
+def _formats():
+    """nmrladder.runtime.formats, imported on first use: nmrglue takes about a second to
+    import, and the plain formats never need it."""
+    from nmrladder.runtime import formats
+
+    return formats
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of ``path``: 'bruker', 'pipe', 'jcamp', 'npy', 'npz', 'csv' or 'hdf5'.
+
+    A folder (an experiment or its pdata/<procno>) or a file named 1r is Bruker; a file
+    goes by its suffix (SUFFIX_FORMATS). InputError for a missing path or an unknown format.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
-    reader = _READERS.get(path.suffix.lower())
-    if reader is None:
-        raise InputError(f"{path}: unknown format (known: {', '.join(sorted(_READERS))})")
+    if path.is_dir() or path.name == "1r":
+        if _formats().looks_like_bruker(path):
+            return "bruker"
+        raise InputError(
+            f"{path}: a folder that is not a Bruker experiment or pdata/<procno> folder"
+        )
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(SUFFIX_FORMATS))
+        raise InputError(
+            f"{path}: unknown format {path.suffix or '(no suffix)'!r} (known: {known},"
+            " or a Bruker experiment folder)"
+        )
+    return fmt
+
+
+def read_spectrum(path: str | os.PathLike) -> Spectrum:
+    """Read one 1D spectrum; the format follows the path (see :func:`detect_format`)."""
+    path = Path(path)
+    fmt = detect_format(path)
     if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
-    return reader(path)
+    if fmt in _NMR_FORMATS:
+        return _formats().READERS[fmt](path)
+    return _PLAIN_READERS[fmt](path)
+
+
+def _write_npy(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
+    with atomic_path(destination) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, values)  # a handle: np.save would append .npy to another suffix
+    return destination
+
+
+def _write_npz(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
+    arrays = {"intensities": values, "meta": np.array(_meta_to_json(spectrum.meta))}
+    if spectrum.ppm is not None:
+        arrays["ppm"] = np.asarray(spectrum.ppm, dtype=np.float64)
+    with atomic_path(destination) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # a handle: np.savez would append .npz to another suffix
+    return destination
+
+
+def _write_csv(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
+    if spectrum.ppm is None:
+        raise InputError(
+            f"{destination}: CSV holds (ppm, intensity) but {spectrum.source or 'this spectrum'}"
+            " has no ppm axis; write .npy, .npz or .h5"
+        )
+    header = f"ppm,intensity\n{_CSV_META[2:]}{_meta_to_json(spectrum.meta)}"
+    table = np.column_stack([np.asarray(spectrum.ppm, dtype=np.float64), values])
+    with atomic_path(destination) as tmp:
+        # 17 digits keep the ppm axis exact, 9 the float32 intensities.
+        np.savetxt(tmp, table, fmt=("%.17g", "%.9g"), delimiter=",", header=header)
+    return destination
+
+
+def _h5_attrs(meta: dict) -> dict:
+    """Metadata as HDF5 attributes: numbers, text and numeric arrays as they are,
+    anything else (dicts, lists, None) as JSON text named in an extra attribute."""
+    attrs, as_json = {}, []
+    for name, value in meta.items():
+        native = isinstance(value, str | int | float | np.generic) or (
+            isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+        )
+        if native:
+            attrs[name] = value
+        else:
+            attrs[name] = _meta_to_json(value)
+            as_json.append(name)
+    if as_json:
+        attrs[_H5_JSON_ATTRS] = as_json
+    return attrs
+
+
+def _write_hdf5(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
+    import h5py  # imported on use: the runtime's other paths do not need it
+
+    with atomic_path(destination) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("intensities", data=values)
+            if spectrum.ppm is not None:
+                handle.create_dataset("ppm", data=np.asarray(spectrum.ppm, dtype=np.float64))
+            handle.attrs.update(_h5_attrs(spectrum.meta))
+    return destination
+
+
+_PLAIN_WRITERS = {"npy": _write_npy, "npz": _write_npz, "csv": _write_csv, "hdf5": _write_hdf5}
+
+
+def _output_format(spectrum: Spectrum, destination: Path) -> str:
+    """A .../pdata/<procno> destination is Bruker; otherwise the suffix decides, and without
+    a known one the source's own format (for Bruker: the destination is an experiment)."""
+    if destination.parent.name == "pdata" and destination.name.isdigit():
+        return "bruker"  # <experiment>/pdata/<procno>
+    fmt = SUFFIX_FORMATS.get(destination.suffix.lower(), spectrum.format)
+    if fmt == "jcamp":
+        raise InputError(
+            f"{destination}: nmrglue has no JCAMP-DX writer; write .npz or .csv instead"
+            " (output_path_for picks .npz)"
+        )
+    if fmt not in _PLAIN_WRITERS and fmt not in ("bruker", "pipe"):
+        raise InputError(
+            f"{destination}: unknown output format; use a suffix among"
+            f" {', '.join(sorted(SUFFIX_FORMATS))}"
+        )
+    return fmt
+
+
+def write_spectrum(spectrum: Spectrum, destination: str | os.PathLike, intensities=None) -> Path:
+    """Write ``intensities`` (default ``spectrum.intensities``) with the spectrum's ppm axis
+    and metadata, atomically; returns the path written.
+
+    The format is the destination suffix's, else the spectrum's own. Bruker: ``destination``
+    is an experiment folder (the new procno is the first free one above the source's) or an
+    explicit <experiment>/pdata/<procno> that must not exist yet; see docs/formats.md.
+    """
+    destination = Path(destination)
+    values = _checked(
+        spectrum.intensities if intensities is None else intensities,
+        f"intensities to write to {destination}",
+    )
+    if values.size != len(spectrum):
+        raise InputError(
+            f"{destination}: {values.size} intensities for a spectrum of {len(spectrum)} points"
+            f" ({spectrum.source or 'no source'}); the ppm axis would not fit"
+        )
+    fmt = _output_format(spectrum, destination)
+    if fmt in _NMR_FORMATS:
+        return _formats().WRITERS[fmt](spectrum, values, destination)
+    return _PLAIN_WRITERS[fmt](spectrum, values, destination)
+
+
+def output_path_for(
+    spectrum: Spectrum, out_dir: str | os.PathLike | None = None, *, in_place: bool = False
+) -> Path:
+    """Where the denoised copy of ``spectrum`` naturally goes (pass it to write_spectrum).
+
+    Bruker: a new procno (the first free one above the source's) in a copy of the experiment
+    at out_dir/<dataset name>/<expno>, or in the source experiment itself with ``in_place``.
+    Files: out_dir/<stem>_denoised<suffix>, beside the source with ``in_place``; JCAMP-DX
+    becomes .npz (nmrglue cannot write JCAMP-DX).
+    """
+    if spectrum.format == "bruker":
+        return _formats().bruker_output_path(
+            spectrum, None if out_dir is None else Path(out_dir), in_place
+        )
+    if not spectrum.source:
+        raise InputError("output_path_for: the spectrum has no source file to name its output")
+    source = Path(spectrum.source)
+    folder = source.parent if in_place else out_dir
+    if folder is None:
+        raise InputError(f"{source}: give an output folder, or ask for in-place")
+    suffix = ".npz" if spectrum.format == "jcamp" else source.suffix
+    return Path(folder) / f"{source.stem}_denoised{suffix}"

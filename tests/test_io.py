@@ -1,0 +1,572 @@
+"""Spectrum I/O: real files in every format, written by nmrglue (or by hand from the
+JCAMP-DX spec, which nmrglue cannot write), read, modified, written back and read again."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import h5py
+import nmrglue as ng
+import numpy as np
+import pytest
+
+from nmrladder.runtime import formats
+from nmrladder.runtime.errors import InputError
+from nmrladder.runtime.io import (
+    Spectrum,
+    detect_format,
+    output_path_for,
+    read_spectrum,
+    write_spectrum,
+)
+
+SI = 1024
+SF = 400.13  # MHz, the ppm reference frequency (BF1 + SR; SR = 0 here)
+O1 = 1880.611  # Hz, carrier offset from BF1 (4.7 ppm)
+SW = 8012.82  # Hz
+OFFSET = (O1 + SW / 2) / SF  # ppm of the first point, as TopSpin writes it
+
+
+def _spectrum_values(n: int = SI, seed: int = 0) -> np.ndarray:
+    """A few Lorentzians on noise, peak height ~1e6 (TopSpin-like magnitudes)."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n)
+    lines = sum(h / (1 + ((x - c) / w) ** 2) for c, w, h in [(200, 3, 1e6), (600, 5, 4e5)])
+    return lines + rng.normal(scale=300.0, size=n)
+
+
+def _jcamp_header(**extra) -> dict:
+    return {"_coreheader": ["##TITLE= Parameter file", "##JCAMPDX= 5.0"], "_comments": []} | extra
+
+
+def _acqus() -> dict:
+    return _jcamp_header(
+        SW_h=SW, SFO1=SF + O1 * 1e-6, BF1=SF, O1=O1, NUC1="1H", AQ_mod=3, TD=2 * SI,
+        BYTORDA=0, DTYPA=0, SW=SW / (SF + O1 * 1e-6),
+    )  # fmt: skip
+
+
+def _procs(bytordp: int = 0, dtypp: int = 0) -> dict:
+    return _jcamp_header(
+        SF=SF, SW_p=SW, OFFSET=OFFSET, SI=SI, XDIM=SI, BYTORDP=bytordp, NC_proc=-3,
+        DTYPP=dtypp, AXNUC="1H", FTSIZE=SI, STSI=0, STSR=0, MC2=0, YMAX_p=0, YMIN_p=0,
+    )  # fmt: skip
+
+
+def make_bruker(
+    root: Path, values=None, *, name="sample", expno=10, procno=1, bytordp=0, dtypp=0,
+    acqus=True,
+) -> Path:  # fmt: skip
+    """A TopSpin-like <root>/<name>/<expno> experiment with pdata/<procno>/{1r,procs,proc,title}."""
+    experiment = root / name / str(expno)
+    experiment.mkdir(parents=True)
+    dic = {"acqus": _acqus(), "procs": _procs(bytordp, dtypp)}
+    if acqus:
+        ng.bruker.write(str(experiment), dic, np.zeros(2 * SI, complex), write_prog=False)
+    values = _spectrum_values() if values is None else values
+    ng.bruker.write_pdata(
+        str(experiment), dic, values, scale_data=True, write_procs=True, pdata_folder=procno,
+        big=bytordp == 1, isfloat=dtypp == 2,
+    )  # fmt: skip
+    (experiment / "pdata" / str(procno) / "title").write_text("made-up sample\n")
+    return experiment
+
+
+def make_pipe(path: Path, values=None, *, ndim=1, time=False) -> Path:
+    udic = ng.fileiobase.create_blank_udic(ndim)
+    for dim in range(ndim):
+        udic[dim].update(
+            size=SI if dim == ndim - 1 else 8, complex=False, sw=SW, obs=SF, car=O1,
+            label="1H", time=time, freq=not time,
+        )  # fmt: skip
+    dic = ng.pipe.create_dic(udic)
+    data = _spectrum_values() if values is None else values
+    if ndim == 2:
+        data = np.tile(data, (8, 1))
+    ng.pipe.write(str(path), dic, np.asarray(data, dtype=np.float32), overwrite=True)
+    return path
+
+
+def make_jcamp(path: Path, y: np.ndarray, *, first: float, last: float, units="HZ") -> Path:
+    """An XYDATA (X++(Y..Y)) JCAMP-DX 5.01 NMR spectrum, AFFN form, as in the spec's examples.
+
+    Like Bruker's export: .OBSERVE FREQUENCY is SFO1, $SF the ppm reference frequency.
+    """
+    n = y.size
+    step = (last - first) / (n - 1)
+    yfactor = 0.001
+    ints = np.rint(y / yfactor).astype(np.int64)
+    lines = [
+        "##TITLE= nmrladder test spectrum",
+        "##JCAMP-DX= 5.01",
+        "##DATA TYPE= NMR SPECTRUM",
+        "##DATA CLASS= XYDATA",
+        "##ORIGIN= nmrladder tests",
+        "##OWNER= public domain",
+        f"##.OBSERVE FREQUENCY= {SF + O1 * 1e-6:.7f}",
+        "##.OBSERVE NUCLEUS= ^1H",
+        f"##$SF= {SF}",
+        f"##XUNITS= {units}",
+        "##YUNITS= ARBITRARY UNITS",
+        "##XFACTOR= 1.0",
+        f"##YFACTOR= {yfactor}",
+        f"##FIRSTX= {first!r}",
+        f"##LASTX= {last!r}",
+        f"##NPOINTS= {n}",
+        f"##FIRSTY= {ints[0] * yfactor!r}",
+        "##XYDATA= (X++(Y..Y))",
+    ]
+    for start in range(0, n, 8):
+        chunk = " ".join(str(v) for v in ints[start : start + 8])
+        lines.append(f"{first + start * step:.6f} {chunk}")
+    lines.append("##END=")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_names(error: pytest.ExceptionInfo, path: Path) -> None:
+    assert str(path) in str(error.value), f"message does not name {path}: {error.value}"
+
+
+# --------------------------------------------------------------------------- Bruker
+
+
+def test_bruker_read_matches_nmrglue(tmp_path):
+    experiment = make_bruker(tmp_path)
+    for path in (experiment, experiment / "pdata" / "1", experiment / "pdata" / "1" / "1r"):
+        spectrum = read_spectrum(path)
+        assert detect_format(path) == "bruker" and spectrum.format == "bruker"
+        dic, data = ng.bruker.read_pdata(str(experiment / "pdata" / "1"))
+        uc = ng.fileiobase.uc_from_udic(ng.bruker.guess_udic(dic, data))
+        np.testing.assert_array_equal(spectrum.ppm, uc.ppm_scale())
+        np.testing.assert_array_equal(spectrum.intensities, data.astype(np.float32))
+        assert spectrum.intensities.dtype == np.float32
+        assert spectrum.ppm[0] == pytest.approx(OFFSET, abs=1e-9)
+        assert spectrum.meta["procs"]["SF"] == SF and spectrum.meta["acqus"]["NUC1"] == "1H"
+        assert spectrum.meta["procno"] == 1
+
+
+@pytest.mark.parametrize(("bytordp", "dtypp"), [(0, 0), (1, 0), (0, 2)])
+def test_bruker_round_trip_as_new_procno(tmp_path, bytordp, dtypp):
+    experiment = make_bruker(tmp_path / "data", bytordp=bytordp, dtypp=dtypp)
+    source = read_spectrum(experiment)
+    denoised = source.intensities * 0.37 + 12.5  # a different scale: NC_proc must follow
+
+    out = write_spectrum(source, output_path_for(source, tmp_path / "out"), denoised)
+
+    assert out == tmp_path / "out" / "sample" / "10" / "pdata" / "2"
+    assert sorted(p.name for p in out.iterdir()) == ["1r", "proc", "procs", "title"]
+    assert not list(out.parent.glob(".*"))  # no temporary folder left behind
+    # nmrglue opens it the way TopSpin would (scaled by NC_proc), with the same ppm axis
+    dic, data = ng.bruker.read_pdata(str(out))
+    uc = ng.fileiobase.uc_from_udic(ng.bruker.guess_udic(dic, data))
+    np.testing.assert_array_equal(uc.ppm_scale(), source.ppm)
+    top = np.abs(denoised).max()
+    assert np.abs(data - denoised).max() <= 1e-6 * top
+    if dtypp == 0:  # int32 stored with the top magnitude in [2**28, 2**29), as TopSpin does
+        stored = np.abs(ng.bruker.read_pdata(str(out), scale_data=False)[1]).max()
+        assert 2**28 <= stored < 2**29
+    back = read_spectrum(out)
+    np.testing.assert_array_equal(back.ppm, source.ppm)
+    assert np.abs(back.intensities - denoised).max() <= 1e-6 * top
+    for key in ("SF", "SW_p", "OFFSET", "SI", "BYTORDP", "DTYPP", "AXNUC"):
+        assert back.meta["procs"][key] == source.meta["procs"][key]
+    assert back.meta["acqus"] == source.meta["acqus"]
+    assert (out.parent.parent / "acqus").read_bytes() == (experiment / "acqus").read_bytes()
+    assert "denoised from procno 1" in (out / "title").read_text()
+    assert "made-up sample" in (out / "title").read_text()
+    # the source experiment is untouched
+    assert sorted(p.name for p in (experiment / "pdata").iterdir()) == ["1"]
+
+
+def test_bruker_in_place_and_explicit_procno(tmp_path):
+    experiment = make_bruker(tmp_path)
+    source = read_spectrum(experiment / "pdata" / "1")
+    first = write_spectrum(source, output_path_for(source, in_place=True))
+    assert first == experiment / "pdata" / "2"
+    assert write_spectrum(source, experiment) == experiment / "pdata" / "3"
+    explicit = write_spectrum(source, experiment / "pdata" / "7", source.intensities * 2)
+    assert explicit == experiment / "pdata" / "7"
+    np.testing.assert_allclose(read_spectrum(explicit).intensities, source.intensities * 2)
+    with pytest.raises(InputError) as error:
+        write_spectrum(source, experiment / "pdata" / "7")
+    assert_names(error, experiment / "pdata" / "7")
+    # the source pdata is still what it was
+    np.testing.assert_array_equal(read_spectrum(experiment).intensities, source.intensities)
+
+
+def test_bruker_write_is_atomic(tmp_path, monkeypatch):
+    experiment = make_bruker(tmp_path)
+    source = read_spectrum(experiment)
+
+    def fail_midway(directory, *args, **kwargs):
+        (Path(directory) / "1r").write_bytes(b"\0" * 16)  # a half-written file
+        raise OSError("disk full")
+
+    monkeypatch.setattr(formats.ng.bruker, "write_pdata", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        write_spectrum(source, experiment)
+    assert sorted(p.name for p in (experiment / "pdata").iterdir()) == ["1"]
+
+
+def test_bruker_copy_refuses_a_different_experiment(tmp_path):
+    source = read_spectrum(make_bruker(tmp_path / "a"))
+    other = tmp_path / "out" / "sample" / "10"
+    other.mkdir(parents=True)
+    (other / "acqus").write_text("##TITLE= another experiment\n##END=\n")
+    with pytest.raises(InputError) as error:
+        write_spectrum(source, output_path_for(source, tmp_path / "out"))
+    assert_names(error, other)
+
+
+def test_bruker_pdata_without_acqus_takes_the_axis_from_procs(tmp_path):
+    experiment = make_bruker(tmp_path, acqus=False)
+    spectrum = read_spectrum(experiment)
+    assert spectrum.meta["acqus"] is None
+    assert spectrum.ppm[0] == pytest.approx(OFFSET, abs=1e-9)
+    assert spectrum.ppm[0] - spectrum.ppm[1] == pytest.approx(SW / SF / SI)
+
+
+def test_bruker_to_nmrpipe_keeps_the_axis(tmp_path):
+    source = read_spectrum(make_bruker(tmp_path))
+    back = read_spectrum(write_spectrum(source, tmp_path / "converted.ft"))
+    np.testing.assert_array_equal(back.intensities, source.intensities)
+    np.testing.assert_allclose(back.ppm, source.ppm, atol=1e-5)  # header floats are float32
+
+
+# --------------------------------------------------------------------------- NMRPipe
+
+
+@pytest.mark.parametrize("suffix", [".ft", ".ft1", ".fid"])
+def test_pipe_round_trip(tmp_path, suffix):
+    path = make_pipe(tmp_path / f"spec{suffix}")
+    source = read_spectrum(path)
+    assert detect_format(path) == "pipe" and source.format == "pipe"
+    dic, data = ng.pipe.read(str(path))
+    np.testing.assert_array_equal(source.ppm, ng.pipe.make_uc(dic, data).ppm_scale())
+    np.testing.assert_array_equal(source.intensities, data)
+
+    denoised = source.intensities * 0.5 - 3.0
+    destination = output_path_for(source, tmp_path / "out")
+    assert destination == tmp_path / "out" / f"spec_denoised{suffix}"
+    back = read_spectrum(write_spectrum(source, destination, denoised))
+    np.testing.assert_array_equal(back.intensities, denoised.astype(np.float32))
+    np.testing.assert_array_equal(back.ppm, source.ppm)
+    for key in ("FDF2SW", "FDF2OBS", "FDF2ORIG", "FDF2CAR", "FDF2LABEL", "FDSIZE"):
+        assert back.meta["pipe"][key] == source.meta["pipe"][key]
+
+
+# --------------------------------------------------------------------------- JCAMP-DX
+
+
+def test_jcamp_hz_axis_referenced_to_sf(tmp_path):
+    y = _spectrum_values()
+    first, last = OFFSET * SF, OFFSET * SF - SW * (SI - 1) / SI  # Hz from SF, high to low
+    path = make_jcamp(tmp_path / "spec.jdx", y, first=first, last=last)
+    spectrum = read_spectrum(path)
+    assert detect_format(path) == "jcamp" and spectrum.format == "jcamp"
+    np.testing.assert_allclose(spectrum.intensities, y, atol=1e-3)
+    np.testing.assert_allclose(spectrum.ppm, np.linspace(first, last, SI) / SF, atol=1e-10)
+    assert spectrum.meta["jcamp"]["$SF"] == [str(SF)]
+
+    # nmrglue has no JCAMP-DX writer: the natural output is .npz, with the header as metadata
+    destination = output_path_for(spectrum, tmp_path / "out")
+    assert destination == tmp_path / "out" / "spec_denoised.npz"
+    back = read_spectrum(write_spectrum(spectrum, destination, spectrum.intensities / 2))
+    np.testing.assert_array_equal(back.intensities, spectrum.intensities / 2)
+    np.testing.assert_array_equal(back.ppm, spectrum.ppm)
+    assert back.meta["jcamp"]["NPOINTS"] == [str(SI)]
+    with pytest.raises(InputError) as error:
+        write_spectrum(spectrum, tmp_path / "out.jdx")
+    assert_names(error, tmp_path / "out.jdx")
+
+
+def test_jcamp_ascending_ppm_axis(tmp_path):
+    y = _spectrum_values()
+    path = make_jcamp(tmp_path / "spec.dx", y, first=-0.5, last=10.0, units="PPM")
+    spectrum = read_spectrum(path)
+    np.testing.assert_allclose(spectrum.ppm, np.linspace(-0.5, 10.0, SI), atol=1e-10)
+
+
+# --------------------------------------------------------------------------- plain formats
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".csv", ".h5", ".hdf5"])
+def test_plain_round_trip_keeps_axis_and_meta(tmp_path, suffix):
+    ppm = np.linspace(12.0, -1.0, 500)
+    meta = {"sample": "urine 3", "scans": 64, "sf": SF, "nested": {"a": [1, 2]}}
+    source = Spectrum(_spectrum_values(500).astype(np.float32), ppm, meta, "", "")
+    path = write_spectrum(source, tmp_path / f"spec{suffix}")
+    spectrum = read_spectrum(path)
+    np.testing.assert_array_equal(spectrum.intensities, source.intensities)
+    np.testing.assert_array_equal(spectrum.ppm, ppm)
+    assert spectrum.meta == meta
+
+    denoised = spectrum.intensities * 0.25
+    destination = output_path_for(spectrum, tmp_path / "out")
+    assert destination == tmp_path / "out" / f"spec_denoised{suffix}"
+    back = read_spectrum(write_spectrum(spectrum, destination, denoised))
+    np.testing.assert_array_equal(back.intensities, denoised)
+    np.testing.assert_array_equal(back.ppm, ppm)
+    assert back.meta == meta
+
+
+def test_npy_round_trip(tmp_path):
+    values = _spectrum_values(300).astype(np.float32)
+    np.save(tmp_path / "spec.npy", values)
+    spectrum = read_spectrum(tmp_path / "spec.npy")
+    back = read_spectrum(write_spectrum(spectrum, output_path_for(spectrum, in_place=True)))
+    assert back.source == str(tmp_path / "spec_denoised.npy")
+    np.testing.assert_array_equal(back.intensities, values)
+
+
+def test_hdf5_attributes_become_meta(tmp_path):
+    path = tmp_path / "external.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("intensities", data=np.arange(10.0))
+        handle.create_dataset("ppm", data=np.linspace(10, 0, 10))
+        handle.attrs["instrument"] = "AV600"
+        handle.attrs["sf"] = 600.13
+        handle["intensities"].attrs["scans"] = 16
+    spectrum = read_spectrum(path)
+    assert spectrum.meta == {"instrument": "AV600", "sf": 600.13, "scans": 16}
+    np.testing.assert_array_equal(spectrum.ppm, np.linspace(10, 0, 10))
+
+
+def test_csv_without_header_still_reads(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("ppm,intensity\n1.0,5\n0.5,6\n")
+    spectrum = read_spectrum(path)
+    np.testing.assert_array_equal(spectrum.intensities, [5, 6])
+    np.testing.assert_array_equal(spectrum.ppm, [1.0, 0.5])
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _bruker_pdata(tmp_path, **kwargs) -> Path:
+    return make_bruker(tmp_path, **kwargs) / "pdata" / "1"
+
+
+def _truncate(path: Path, keep: int) -> Path:
+    path.write_bytes(path.read_bytes()[:keep])
+    return path
+
+
+def _bad_missing(tmp_path):
+    return tmp_path / "nowhere.npz", tmp_path / "nowhere.npz", "no such file"
+
+
+def _bad_unknown(tmp_path):
+    path = tmp_path / "spec.xyz"
+    path.write_text("1,2\n")
+    return path, path, "unknown format"
+
+
+def _bad_plain_folder(tmp_path):
+    (tmp_path / "folder").mkdir()
+    return tmp_path / "folder", tmp_path / "folder", "not a Bruker"
+
+
+def _bad_empty(suffix):
+    def make(tmp_path):
+        path = tmp_path / f"empty{suffix}"
+        path.write_bytes(b"")
+        return path, path, "empty"
+
+    return make
+
+
+def _bad_empty_1r(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    (pdata / "1r").write_bytes(b"")
+    return pdata, pdata / "1r", "empty"
+
+
+def _bad_truncated_1r(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    _truncate(pdata / "1r", 4 * SI // 2)
+    return pdata.parent.parent, pdata / "1r", "truncated"
+
+
+def _bad_long_1r(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    (pdata / "1r").write_bytes((pdata / "1r").read_bytes() * 2)
+    return pdata, pdata / "1r", "SI=1024"
+
+
+def _bad_procs_missing(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    (pdata / "procs").unlink()
+    return pdata, pdata / "procs", "missing"
+
+
+def _bad_procs_garbage(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    (pdata / "procs").write_text("this is not a parameter file\n")
+    return pdata, pdata / "procs", "lacks SI"
+
+
+def _bad_acqus_incomplete(tmp_path):
+    pdata = _bruker_pdata(tmp_path)
+    acqus = pdata.parent.parent / "acqus"
+    acqus.write_text("##TITLE= Parameter file\n##$TD= 2048\n##END=\n")
+    return pdata, acqus, "lacks SW_h"
+
+
+def _bad_fid_only(tmp_path):
+    experiment = make_bruker(tmp_path)
+    for path in (experiment / "pdata" / "1").iterdir():
+        path.unlink()
+    return experiment, experiment, "no pdata/<procno>/1r"
+
+
+def _bad_fid_without_pdata(tmp_path):
+    experiment = make_bruker(tmp_path)
+    shutil.rmtree(experiment / "pdata")
+    return experiment, experiment, "no pdata/<procno>/1r"
+
+
+def _bad_bruker_2d(tmp_path):
+    experiment = tmp_path / "hsqc" / "3"
+    pdata = experiment / "pdata" / "1"
+    pdata.mkdir(parents=True)
+    ng.bruker.write_jcamp(_procs(), str(pdata / "procs"))
+    ng.bruker.write_jcamp(_procs() | {"SI": 8, "XDIM": 8}, str(pdata / "proc2s"))
+    ng.bruker.write_binary(str(pdata / "2rr"), {}, np.zeros(8 * SI, np.int32), big=False)
+    return experiment, pdata, "multidimensional"
+
+
+def _bad_bruker_nan(tmp_path):
+    values = _spectrum_values()
+    values[10] = np.nan
+    pdata = _bruker_pdata(tmp_path, values=values, dtypp=2)
+    return pdata, pdata / "1r", "NaN"
+
+
+def _bad_pipe_truncated(tmp_path):
+    path = _truncate(make_pipe(tmp_path / "cut.ft"), 2048 + 4 * 100)
+    return path, path, "truncated"
+
+
+def _bad_pipe_garbage(tmp_path):
+    path = tmp_path / "garbage.ft"
+    path.write_bytes(bytes(range(256)) * 3)
+    return path, path, "NMRPipe"
+
+
+def _bad_pipe_2d(tmp_path):
+    path = make_pipe(tmp_path / "plane.ft2.ft", ndim=2)
+    return path, path, "2D"
+
+
+def _bad_pipe_time_domain(tmp_path):
+    path = make_pipe(tmp_path / "raw.fid", time=True)
+    return path, path, "time-domain"
+
+
+def _bad_pipe_nan(tmp_path):
+    values = _spectrum_values()
+    values[3] = np.inf
+    path = make_pipe(tmp_path / "inf.ft", values)
+    return path, path, "NaN/Inf"
+
+
+def _bad_jcamp_truncated(tmp_path):
+    path = make_jcamp(tmp_path / "cut.jdx", _spectrum_values(), first=5000.0, last=-3000.0)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:40]) + "\n")  # the transfer stopped midway
+    return path, path, "truncated"
+
+
+def _bad_jcamp_short(tmp_path):
+    path = make_jcamp(tmp_path / "short.jdx", _spectrum_values(), first=5000.0, last=-3000.0)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:40] + ["##END="]) + "\n")  # data lines lost
+    return path, path, "NPOINTS"
+
+
+def _bad_jcamp_no_data(tmp_path):
+    path = tmp_path / "header.jdx"
+    path.write_text("##TITLE= only a header\n##JCAMP-DX= 5.01\n##DATA TYPE= NMR SPECTRUM\n##END=\n")
+    return path, path, "no JCAMP-DX spectrum data"
+
+
+def _bad_hdf5_corrupt(tmp_path):
+    path = tmp_path / "broken.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 40)
+    return path, path, "HDF5"
+
+
+def _bad_hdf5_2d(tmp_path):
+    path = tmp_path / "matrix.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("intensities", data=np.zeros((4, 16)))
+    return path, path, "1D"
+
+
+def _bad_hdf5_nan(tmp_path):
+    path = tmp_path / "nan.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("intensities", data=np.array([1.0, np.nan, 2.0]))
+    return path, path, "NaN"
+
+
+def _bad_npy_2d(tmp_path):
+    path = tmp_path / "matrix.npy"
+    np.save(path, np.zeros((3, 8)))
+    return path, path, "1D"
+
+
+def _bad_npz_nan(tmp_path):
+    path = tmp_path / "nan.npz"
+    np.savez(path, intensities=np.array([0.0, np.nan]))
+    return path, path, "NaN"
+
+
+def _bad_csv_inf(tmp_path):
+    path = tmp_path / "inf.csv"
+    path.write_text("1.0,2.0\n0.5,inf\n")
+    return path, path, "NaN/Inf"
+
+
+BAD_INPUTS = [
+    _bad_missing, _bad_unknown, _bad_plain_folder,
+    _bad_empty(".npy"), _bad_empty(".npz"), _bad_empty(".csv"), _bad_empty(".h5"),
+    _bad_empty(".ft"), _bad_empty(".jdx"), _bad_empty_1r,
+    _bad_truncated_1r, _bad_long_1r, _bad_procs_missing, _bad_procs_garbage,
+    _bad_acqus_incomplete, _bad_fid_only, _bad_fid_without_pdata, _bad_bruker_2d, _bad_bruker_nan,
+    _bad_pipe_truncated, _bad_pipe_garbage, _bad_pipe_2d, _bad_pipe_time_domain, _bad_pipe_nan,
+    _bad_jcamp_truncated, _bad_jcamp_short, _bad_jcamp_no_data,
+    _bad_hdf5_corrupt, _bad_hdf5_2d, _bad_hdf5_nan, _bad_npy_2d, _bad_npz_nan, _bad_csv_inf,
+]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # nmrglue's own warnings, re-issued
+@pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda make: make.__name__.removeprefix("_bad_"))
+def test_bad_input_names_the_file(tmp_path, make):
+    path, named, problem = make(tmp_path)
+    with pytest.raises(InputError, match=re.escape(problem)) as error:
+        read_spectrum(path)
+    assert_names(error, named)
+
+
+def test_bad_writes(tmp_path):
+    ppm = np.linspace(1, 0, 4)
+    spectrum = Spectrum(np.ones(4, np.float32), ppm, {}, str(tmp_path / "a.npz"), "npz")
+    with pytest.raises(InputError, match="3 intensities"):
+        write_spectrum(spectrum, tmp_path / "b.npz", np.ones(3))
+    with pytest.raises(InputError, match="NaN"):
+        write_spectrum(spectrum, tmp_path / "b.npz", np.array([1, np.nan, 1, 1]))
+    no_axis = Spectrum(np.ones(4, np.float32), None, {}, str(tmp_path / "a.npy"), "npy")
+    with pytest.raises(InputError, match="no ppm axis"):
+        write_spectrum(no_axis, tmp_path / "b.csv")
+    with pytest.raises(InputError, match="Bruker source"):
+        write_spectrum(spectrum, tmp_path / "experiment" / "pdata" / "2", None)
+    with pytest.raises(InputError, match="spectral parameters"):
+        write_spectrum(no_axis, tmp_path / "b.ft")
+    with pytest.raises(InputError, match="output folder"):
+        output_path_for(spectrum)
+    assert not list(tmp_path.iterdir())  # nothing half-written

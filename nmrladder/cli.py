@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("nmrladder.train.train_cli", "train the denoiser on SNR ladders (two stages)"),
     "evaluate": ("nmrladder.train.evaluate_cli", "metrics of METHOD 7 against baselines"),
     "ablate": ("nmrladder.train.ablate_cli", "train METHOD 8's variants on one budget"),
+    "denoise": ("nmrladder.runtime.denoise_cli", "denoise NMR files or SNR-ladder series in batch"),
     "export": ("nmrladder.export.export_cli", "ONNX / torch program / TensorRT artefacts + parity"),
     "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
 }

@@ -228,6 +228,11 @@ def open_session(path: str | Path, backend: str = "ort", *, threads: int | None 
     """The session for ``backend`` on the artefact at ``path`` (a file or an export folder)."""
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: use one of {BACKENDS}")
+    # A missing backend is reported as such, before anything about the artefact.
+    if backend == "trt":
+        from nmrladder.runtime.cuda import import_tensorrt
+
+        import_tensorrt()
     artefact = resolve_artefact(path, backend)
     if backend == "trt":
         return TensorRTSession(artefact)

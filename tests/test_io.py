@@ -11,6 +11,16 @@ import h5py
 import nmrglue as ng
 import numpy as np
 import pytest
+from nmrfiles import (
+    O1,
+    OFFSET,
+    SF,
+    SI,
+    SW,
+    make_bruker,
+    procs_dict,
+    spectrum_values,
+)
 
 from nmrladder.runtime import formats
 from nmrladder.runtime.errors import InputError
@@ -22,57 +32,6 @@ from nmrladder.runtime.io import (
     write_spectrum,
 )
 
-SI = 1024
-SF = 400.13  # MHz, the ppm reference frequency (BF1 + SR; SR = 0 here)
-O1 = 1880.611  # Hz, carrier offset from BF1 (4.7 ppm)
-SW = 8012.82  # Hz
-OFFSET = (O1 + SW / 2) / SF  # ppm of the first point, as TopSpin writes it
-
-
-def _spectrum_values(n: int = SI, seed: int = 0) -> np.ndarray:
-    """A few Lorentzians on noise, peak height ~1e6 (TopSpin-like magnitudes)."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(n)
-    lines = sum(h / (1 + ((x - c) / w) ** 2) for c, w, h in [(200, 3, 1e6), (600, 5, 4e5)])
-    return lines + rng.normal(scale=300.0, size=n)
-
-
-def _jcamp_header(**extra) -> dict:
-    return {"_coreheader": ["##TITLE= Parameter file", "##JCAMPDX= 5.0"], "_comments": []} | extra
-
-
-def _acqus() -> dict:
-    return _jcamp_header(
-        SW_h=SW, SFO1=SF + O1 * 1e-6, BF1=SF, O1=O1, NUC1="1H", AQ_mod=3, TD=2 * SI,
-        BYTORDA=0, DTYPA=0, SW=SW / (SF + O1 * 1e-6),
-    )  # fmt: skip
-
-
-def _procs(bytordp: int = 0, dtypp: int = 0) -> dict:
-    return _jcamp_header(
-        SF=SF, SW_p=SW, OFFSET=OFFSET, SI=SI, XDIM=SI, BYTORDP=bytordp, NC_proc=-3,
-        DTYPP=dtypp, AXNUC="1H", FTSIZE=SI, STSI=0, STSR=0, MC2=0, YMAX_p=0, YMIN_p=0,
-    )  # fmt: skip
-
-
-def make_bruker(
-    root: Path, values=None, *, name="sample", expno=10, procno=1, bytordp=0, dtypp=0,
-    acqus=True,
-) -> Path:  # fmt: skip
-    """A TopSpin-like <root>/<name>/<expno> experiment with pdata/<procno>/{1r,procs,proc,title}."""
-    experiment = root / name / str(expno)
-    experiment.mkdir(parents=True)
-    dic = {"acqus": _acqus(), "procs": _procs(bytordp, dtypp)}
-    if acqus:
-        ng.bruker.write(str(experiment), dic, np.zeros(2 * SI, complex), write_prog=False)
-    values = _spectrum_values() if values is None else values
-    ng.bruker.write_pdata(
-        str(experiment), dic, values, scale_data=True, write_procs=True, pdata_folder=procno,
-        big=bytordp == 1, isfloat=dtypp == 2,
-    )  # fmt: skip
-    (experiment / "pdata" / str(procno) / "title").write_text("made-up sample\n")
-    return experiment
-
 
 def make_pipe(path: Path, values=None, *, ndim=1, time=False) -> Path:
     udic = ng.fileiobase.create_blank_udic(ndim)
@@ -82,7 +41,7 @@ def make_pipe(path: Path, values=None, *, ndim=1, time=False) -> Path:
             label="1H", time=time, freq=not time,
         )  # fmt: skip
     dic = ng.pipe.create_dic(udic)
-    data = _spectrum_values() if values is None else values
+    data = spectrum_values() if values is None else values
     if ndim == 2:
         data = np.tile(data, (8, 1))
     ng.pipe.write(str(path), dic, np.asarray(data, dtype=np.float32), overwrite=True)
@@ -221,7 +180,7 @@ def test_bruker_copy_refuses_a_different_experiment(tmp_path):
     assert_names(error, other)
 
 
-def test_bruker_pdata_without_acqus_takes_the_axis_from_procs(tmp_path):
+def test_bruker_pdata_without_acqus_takes_the_axis_fromprocs_dict(tmp_path):
     experiment = make_bruker(tmp_path, acqus=False)
     spectrum = read_spectrum(experiment)
     assert spectrum.meta["acqus"] is None
@@ -262,7 +221,7 @@ def test_pipe_round_trip(tmp_path, suffix):
 
 
 def test_jcamp_hz_axis_referenced_to_sf(tmp_path):
-    y = _spectrum_values()
+    y = spectrum_values()
     first, last = OFFSET * SF, OFFSET * SF - SW * (SI - 1) / SI  # Hz from SF, high to low
     path = make_jcamp(tmp_path / "spec.jdx", y, first=first, last=last)
     spectrum = read_spectrum(path)
@@ -284,7 +243,7 @@ def test_jcamp_hz_axis_referenced_to_sf(tmp_path):
 
 
 def test_jcamp_ascending_ppm_axis(tmp_path):
-    y = _spectrum_values()
+    y = spectrum_values()
     path = make_jcamp(tmp_path / "spec.dx", y, first=-0.5, last=10.0, units="PPM")
     spectrum = read_spectrum(path)
     np.testing.assert_allclose(spectrum.ppm, np.linspace(-0.5, 10.0, SI), atol=1e-10)
@@ -297,7 +256,7 @@ def test_jcamp_ascending_ppm_axis(tmp_path):
 def test_plain_round_trip_keeps_axis_and_meta(tmp_path, suffix):
     ppm = np.linspace(12.0, -1.0, 500)
     meta = {"sample": "urine 3", "scans": 64, "sf": SF, "nested": {"a": [1, 2]}}
-    source = Spectrum(_spectrum_values(500).astype(np.float32), ppm, meta, "", "")
+    source = Spectrum(spectrum_values(500).astype(np.float32), ppm, meta, "", "")
     path = write_spectrum(source, tmp_path / f"spec{suffix}")
     spectrum = read_spectrum(path)
     np.testing.assert_array_equal(spectrum.intensities, source.intensities)
@@ -314,7 +273,7 @@ def test_plain_round_trip_keeps_axis_and_meta(tmp_path, suffix):
 
 
 def test_npy_round_trip(tmp_path):
-    values = _spectrum_values(300).astype(np.float32)
+    values = spectrum_values(300).astype(np.float32)
     np.save(tmp_path / "spec.npy", values)
     spectrum = read_spectrum(tmp_path / "spec.npy")
     back = read_spectrum(write_spectrum(spectrum, output_path_for(spectrum, in_place=True)))
@@ -433,14 +392,14 @@ def _bad_bruker_2d(tmp_path):
     experiment = tmp_path / "hsqc" / "3"
     pdata = experiment / "pdata" / "1"
     pdata.mkdir(parents=True)
-    ng.bruker.write_jcamp(_procs(), str(pdata / "procs"))
-    ng.bruker.write_jcamp(_procs() | {"SI": 8, "XDIM": 8}, str(pdata / "proc2s"))
+    ng.bruker.write_jcamp(procs_dict(), str(pdata / "procs"))
+    ng.bruker.write_jcamp(procs_dict() | {"SI": 8, "XDIM": 8}, str(pdata / "proc2s"))
     ng.bruker.write_binary(str(pdata / "2rr"), {}, np.zeros(8 * SI, np.int32), big=False)
     return experiment, pdata, "multidimensional"
 
 
 def _bad_bruker_nan(tmp_path):
-    values = _spectrum_values()
+    values = spectrum_values()
     values[10] = np.nan
     pdata = _bruker_pdata(tmp_path, values=values, dtypp=2)
     return pdata, pdata / "1r", "NaN"
@@ -468,21 +427,21 @@ def _bad_pipe_time_domain(tmp_path):
 
 
 def _bad_pipe_nan(tmp_path):
-    values = _spectrum_values()
+    values = spectrum_values()
     values[3] = np.inf
     path = make_pipe(tmp_path / "inf.ft", values)
     return path, path, "NaN/Inf"
 
 
 def _bad_jcamp_truncated(tmp_path):
-    path = make_jcamp(tmp_path / "cut.jdx", _spectrum_values(), first=5000.0, last=-3000.0)
+    path = make_jcamp(tmp_path / "cut.jdx", spectrum_values(), first=5000.0, last=-3000.0)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:40]) + "\n")  # the transfer stopped midway
     return path, path, "truncated"
 
 
 def _bad_jcamp_short(tmp_path):
-    path = make_jcamp(tmp_path / "short.jdx", _spectrum_values(), first=5000.0, last=-3000.0)
+    path = make_jcamp(tmp_path / "short.jdx", spectrum_values(), first=5000.0, last=-3000.0)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:40] + ["##END="]) + "\n")  # data lines lost
     return path, path, "NPOINTS"

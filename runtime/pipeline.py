@@ -1,0 +1,546 @@
+"""Batch denoising of NMR files: read, scale, infer, write, overlapped and resumable.
+
+    readers (threads) --bounded queue--> inference (this thread) --bounded queue--> writer (thread)
+
+Readers parse files (nmrglue, numpy) and scale each spectrum to the model's input with the
+MAD kernel (both release the GIL); the inference loop groups spectra of one padded length
+into batches; the writer maps outputs back, writes them atomically, records each finished
+output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so memory
+stays flat however many files there are. A run interrupted at any point resumes with
+``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
+is half-written, and an output finished but not yet recorded is simply written again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nmrladder.runtime.errors import InputError, NmrLadderError
+from nmrladder.runtime.scaling import from_model_output, to_model_input
+
+MANIFEST = "manifest.jsonl"
+_DONE = object()  # end-of-stream marker between the stages
+
+
+@dataclass
+class FileResult:
+    """One input's outcome (a row of the summary table)."""
+
+    input: str
+    output: str = ""
+    status: str = "ok"  # "ok", "skipped" (resumed) or "failed"
+    points: int = 0
+    snr_before: float = float("nan")
+    snr_after: float = float("nan")
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class JobSummary:
+    results: list[FileResult] = field(default_factory=list)
+    stage_seconds: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def table(self) -> str:
+        from nmrladder.runtime.table import format_table
+
+        rows = [
+            [Path(r.input).name, r.status, r.points, r.snr_before, r.snr_after, r.message or "-"]
+            for r in self.results
+        ]
+        headers = ["input", "status", "points", "SNR before", "SNR after", "warning / error"]
+        return format_table(headers, rows, digits=1)
+
+
+def estimated_snr(spectrum: np.ndarray) -> tuple[float, float]:
+    """(SNR, sigma) without a truth: tallest point over the robust baseline noise.
+
+    The stated convention (height over RMS noise), with the height read off the spectrum
+    itself, so noise spikes count: it reads high on pure noise (~4-5).
+    """
+    from nmrladder.runtime.preprocess import robust_scale
+
+    center, sigma = robust_scale(np.asarray(spectrum, dtype=np.float32))
+    if not sigma > 0:
+        return float("inf"), 0.0
+    return float((np.max(spectrum) - center) / sigma), float(sigma)
+
+
+class Manifest:
+    """The record of finished outputs: one JSON line per input, fsync'ed as written."""
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / MANIFEST
+        self._lock = threading.Lock()
+
+    def finished(self) -> dict[str, dict]:
+        """input path -> entry for entries whose output exists (a torn last line is ignored)."""
+        done = {}
+        if not self.path.exists():
+            return done
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # interrupted while appending: that input is simply redone
+            if entry.get("status") == "ok" and Path(entry.get("output", "")).exists():
+                done[entry["input"]] = entry
+        return done
+
+    def record(self, result: FileResult) -> None:
+        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(result)) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@dataclass
+class _Item:
+    index: int
+    path: Path
+    spectrum: object = None
+    z: np.ndarray | None = None
+    center: float = 0.0
+    sigma: float = 1.0
+    snr_before: float = float("nan")
+    error: str = ""
+    started: float = 0.0
+
+
+class DenoiseJob:
+    """Denoise many files with one :class:`~nmrladder.runtime.Denoiser`.
+
+    ``out_dir`` receives the outputs (see nmrladder.runtime.io.output_path_for), the manifest
+    and, with ``plot``, PNG overlays in ``out_dir/plots``.
+    """
+
+    def __init__(
+        self,
+        denoiser,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        plot: bool = False,
+        readers: int = 2,
+        queue_size: int | None = None,
+        progress: bool = True,
+        in_place: bool = False,
+    ):
+        self.denoiser = denoiser
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.plot = plot
+        self.readers = max(1, readers)
+        self.queue_size = queue_size or 4 * denoiser.batch_size
+        self.progress = progress
+        self.in_place = in_place
+        self.manifest = Manifest(self.out_dir)
+        self._colliding_names: set[str] = set()
+        self._stage_seconds = {"read+scale": 0.0, "infer": 0.0, "write": 0.0}
+        self._timing_lock = threading.Lock()
+
+    # -- stages -------------------------------------------------------------------------
+    def _read(self, index: int, path: Path) -> _Item:
+        from nmrladder.runtime.io import read_spectrum
+
+        item = _Item(index, path, started=time.perf_counter())
+        try:
+            spectrum = read_spectrum(path)
+            self.denoiser.info.check_length(len(spectrum), str(path))
+            z, centers, sigmas = to_model_input(
+                spectrum.intensities[None, :], self.denoiser.info.length_multiple, threads=1
+            )
+            item.spectrum, item.z = spectrum, z[0]
+            item.center, item.sigma = float(centers[0]), float(sigmas[0])
+            item.snr_before = float((spectrum.intensities.max() - item.center) / item.sigma)
+        except (NmrLadderError, OSError) as err:
+            item.error = _named(err, path)
+        self._add_time("read+scale", time.perf_counter() - item.started)
+        return item
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        with self._timing_lock:
+            self._stage_seconds[stage] += seconds
+
+    def _write(self, item: _Item, output: np.ndarray | None) -> FileResult:
+        from nmrladder.runtime.io import output_path_for, write_spectrum
+
+        started = time.perf_counter()
+        result = FileResult(input=str(item.path), status="failed", message=item.error)
+        if output is not None and not item.error:
+            try:
+                spectrum = item.spectrum
+                y = from_model_output(
+                    output[None, :], np.array([item.center]), np.array([item.sigma]), len(spectrum)
+                )[0]
+                destination = output_path_for(spectrum, self.out_dir, in_place=self.in_place)
+                if not self.in_place and item.path.name in self._colliding_names:
+                    destination = _disambiguated(destination, item.path)
+                written = write_spectrum(spectrum, destination, y)
+                snr_after, _ = estimated_snr(y)
+                result = FileResult(
+                    str(item.path),
+                    str(written),
+                    "ok",
+                    len(spectrum),
+                    item.snr_before,
+                    snr_after,
+                    _warning(item.snr_before, snr_after),
+                )
+                if self.plot:
+                    self._plot(spectrum, y, item.path)
+                self.manifest.record(result)
+            except (NmrLadderError, OSError) as err:
+                result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
+        result.seconds = time.perf_counter() - item.started
+        self._add_time("write", time.perf_counter() - started)
+        return result
+
+    def _plot(self, spectrum, denoised: np.ndarray, source: Path) -> None:
+        from nmrladder.runtime.plots import plot_denoised
+
+        plot_denoised(
+            spectrum.intensities,
+            denoised,
+            self.out_dir / "plots" / f"{source.name}.png",
+            ppm=spectrum.ppm,
+            title=str(source),
+        )
+
+    # -- orchestration ------------------------------------------------------------------
+    def run(self, inputs: Iterable[str | Path]) -> JobSummary:
+        started = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [Path(p) for p in inputs]
+        names = [p.name for p in paths if not p.is_dir()]
+        self._colliding_names = {n for n in names if names.count(n) > 1}
+        done = self.manifest.finished() if self.resume else {}
+        if self.resume:
+            remove_stale_temporaries(self.out_dir)
+        summary = JobSummary()
+        todo = []
+        for path in paths:
+            if str(path) in done:
+                entry = done[str(path)]
+                summary.results.append(
+                    FileResult(
+                        str(path),
+                        entry["output"],
+                        "skipped",
+                        entry.get("points", 0),
+                        entry.get("snr_before", float("nan")),
+                        entry.get("snr_after", float("nan")),
+                        "already done",
+                    )
+                )
+            else:
+                todo.append(path)
+        results = self._run_pipeline(todo)
+        summary.results.extend(sorted(results, key=lambda r: paths.index(Path(r.input))))
+        summary.stage_seconds = dict(self._stage_seconds)
+        summary.wall_seconds = time.perf_counter() - started
+        return summary
+
+    def _run_pipeline(self, paths: list[Path]) -> list[FileResult]:
+        if not paths:
+            return []
+        ready: queue.Queue = queue.Queue(self.queue_size)
+        finished: queue.Queue = queue.Queue(self.queue_size)
+        results: list[FileResult] = []
+        bar = _progress(len(paths), self.progress)
+        writer = threading.Thread(
+            target=self._writer_loop, args=(finished, results, bar), daemon=True
+        )
+        writer.start()
+        feeder = threading.Thread(target=self._reader_loop, args=(paths, ready), daemon=True)
+        feeder.start()
+        try:
+            self._inference_loop(ready, finished)
+        finally:
+            finished.put(_DONE)
+            writer.join()
+            feeder.join()
+            bar.close()
+        return results
+
+    def _reader_loop(self, paths: list[Path], ready: queue.Queue) -> None:
+        # At most 2 reads per reader in flight, and put() blocks on the bounded queue: reading
+        # never runs more than a few batches ahead of inference, whatever the number of files.
+        with ThreadPoolExecutor(self.readers, thread_name_prefix="nmrladder-read") as pool:
+            in_flight: deque = deque()
+            for index, path in enumerate(paths):
+                if len(in_flight) >= 2 * self.readers:
+                    ready.put(in_flight.popleft().result())
+                in_flight.append(pool.submit(self._read, index, path))
+            while in_flight:
+                ready.put(in_flight.popleft().result())
+        ready.put(_DONE)
+
+    def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
+        pending: dict[int, list[_Item]] = {}  # padded length -> items waiting for a batch
+        batch_size = self.denoiser.batch_size
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                break
+            if item.error:
+                finished.put((item, None))
+                continue
+            group = pending.setdefault(item.z.size, [])
+            group.append(item)
+            # flush a full batch, or whatever waits when the readers have nothing ready
+            if len(group) >= batch_size or ready.empty():
+                self._infer(pending.pop(item.z.size), finished)
+        for group in pending.values():
+            self._infer(group, finished)
+
+    def _infer(self, items: list[_Item], finished: queue.Queue) -> None:
+        started = time.perf_counter()
+        try:
+            out = self.denoiser.session.run(np.stack([it.z for it in items]))
+        except NmrLadderError as err:
+            for it in items:
+                it.error = f"inference failed: {err}"
+                finished.put((it, None))
+            return
+        self._add_time("infer", time.perf_counter() - started)
+        for it, row in zip(items, out, strict=True):
+            finished.put((it, row))
+
+    def _writer_loop(self, finished: queue.Queue, results: list[FileResult], bar) -> None:
+        while True:
+            entry = finished.get()
+            if entry is _DONE:
+                return
+            item, output = entry
+            results.append(self._write(item, output))
+            bar.update(1)
+
+
+def remove_stale_temporaries(out_dir: Path) -> list[Path]:
+    """Delete what an interrupted run left half-written (atomic writes' temporary names)."""
+    import shutil
+
+    stale = [p for p in out_dir.rglob(".*") if ".tmp-" in p.name or ".nmrladder-tmp-" in p.name]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    return stale
+
+
+def _disambiguated(destination: Path, source: Path) -> Path:
+    """Inputs of one file name from different folders: qualify the output name by the folder
+    (a short hash of its path keeps it unique and the same on every run, so resume works)."""
+    import hashlib
+
+    tag = hashlib.sha1(str(source.resolve().parent).encode()).hexdigest()[:8]
+    return destination.with_name(f"{source.parent.name}-{tag}__{destination.name}")
+
+
+def _named(err: Exception, path: Path) -> str:
+    """The error's message, starting with the input's path when it does not name it already."""
+    return str(err) if str(path) in str(err) else f"{path}: {err}"
+
+
+def _warning(before: float, after: float) -> str:
+    if before < 3.0:
+        return "input SNR < 3: peaks may be indistinguishable from noise"
+    if after < before:
+        return "estimated SNR fell"
+    return ""
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", desc="denoise", disable=not enabled, dynamic_ncols=True)
+
+
+def discover_inputs(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Expand folders into the spectra they hold (a Bruker experiment or pdata folder counts
+    as one spectrum); files are taken as given, in order, without duplicates."""
+    from nmrladder.runtime.io import detect_format
+
+    seen = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        candidates = [path]
+        if path.is_dir() and not _is_bruker(path):
+            candidates = sorted(p for p in path.rglob("*") if _is_candidate(p, detect_format))
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield candidate
+
+
+def _is_bruker(path: Path) -> bool:
+    return (path / "pdata").is_dir() or (path / "1r").is_file() or (path / "acqus").is_file()
+
+
+def _is_candidate(path: Path, detect_format) -> bool:
+    if path.name.startswith(".") or path.suffix in (".json", ".png", ".jsonl"):
+        return False
+    if path.is_dir():
+        return _is_bruker(path) and not (path.parent.name == "pdata" or "pdata" in path.parts[:-1])
+    if any(part == "pdata" for part in path.parts) or path.parent.joinpath("acqus").exists():
+        return False  # files inside a Bruker experiment belong to that experiment
+    try:
+        detect_format(path)
+    except InputError:
+        return False
+    return True
+
+
+__all__ = ["DenoiseJob", "FileResult", "JobSummary", "Manifest", "discover_inputs"]
+
+
+# --------------------------------------------------------------------------- series mode
+
+
+def read_ladder(path: str | Path) -> tuple[np.ndarray, list | None]:
+    """A ladder [R, L] from a folder of rung files (sorted by name: rung 0 first, the lowest
+    SNR) or from one 2D .npy/.npz array; also the rungs' Spectrum objects when from files."""
+    from nmrladder.runtime.io import detect_format, read_spectrum
+
+    path = Path(path)
+    if path.is_dir() and not _is_bruker(path):
+        files = sorted(p for p in path.iterdir() if _is_candidate(p, detect_format))
+        if len(files) < 2:
+            raise InputError(f"{path}: a series needs at least 2 rung files, found {len(files)}")
+        spectra = [read_spectrum(f) for f in files]
+        lengths = {f.name: len(s) for f, s in zip(files, spectra, strict=True)}
+        if len(set(lengths.values())) > 1:
+            raise InputError(
+                f"{path}: rungs of different lengths {lengths}; every rung needs the same length"
+            )
+        return np.stack([s.intensities for s in spectra]), spectra
+    if path.suffix.lower() == ".npy":
+        return _checked_ladder(np.load(path, allow_pickle=False), path), None
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            if "intensities" not in archive:
+                raise InputError(f"{path}: a series .npz needs an 'intensities' array [R, L]")
+            return _checked_ladder(archive["intensities"], path), None
+    raise InputError(f"{path}: a series is a folder of rung files or a 2D .npy/.npz array [R, L]")
+
+
+def _checked_ladder(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim != 2:
+        raise InputError(
+            f"{path}: a series file must hold a 2D array [R, L], got shape {array.shape}"
+        )
+    return array
+
+
+def run_series(
+    denoiser,
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    plot: bool = False,
+    progress: bool = True,
+) -> JobSummary:
+    """Denoise each ladder (:meth:`Denoiser.denoise_series`) and write its fused spectrum.
+
+    The fused spectrum goes out in the top rung's format when the rungs are files (a new
+    procno for Bruker), else as ``<name>_fused.npz``; ``<name>_series.json`` beside it holds
+    T_hat, the SNR, noise, shift, scale and weight of every rung.
+    """
+    from nmrladder.runtime.atomic import atomic_path, write_text_atomic
+    from nmrladder.runtime.io import Spectrum, output_path_for, write_spectrum
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out_dir)
+    done = manifest.finished() if resume else {}
+    if resume:
+        remove_stale_temporaries(out_dir)
+    summary = JobSummary()
+    started = time.perf_counter()
+    paths = [Path(p) for p in inputs]
+    bar = _progress(len(paths), progress)
+    for path in paths:
+        if str(path) in done:
+            summary.results.append(
+                FileResult(str(path), done[str(path)]["output"], "skipped", message="already done")
+            )
+            bar.update(1)
+            continue
+        t0 = time.perf_counter()
+        try:
+            ladder, spectra = read_ladder(path)
+            series = denoiser.denoise_series(ladder, name=str(path))
+            top = (
+                spectra[-1]
+                if spectra
+                else Spectrum(ladder[-1].astype(np.float32), source=str(path))
+            )
+            if spectra:
+                destination = output_path_for(top, out_dir)
+                if top.format != "bruker":
+                    destination = destination.with_name(f"{path.name}_fused{destination.suffix}")
+                written = write_spectrum(top, destination, series.fused)
+            else:
+                written = out_dir / f"{path.stem}_fused.npz"
+                with atomic_path(written) as tmp:
+                    np.savez(tmp, intensities=series.fused)
+            report = {
+                "input": str(path),
+                "output": str(written),
+                "t_hat": series.t_hat,
+                "snr": series.snr.tolist(),
+                "sigma": series.sigma.tolist(),
+                "shifts": series.shifts.tolist(),
+                "scales": series.scales.tolist(),
+                "weights": series.weights.tolist(),
+            }
+            write_text_atomic(out_dir / f"{path.name}_series.json", json.dumps(report, indent=2))
+            snr_before, _ = estimated_snr(ladder[-1])
+            snr_after, _ = estimated_snr(series.fused)
+            result = FileResult(
+                str(path),
+                str(written),
+                "ok",
+                ladder.shape[1],
+                snr_before,
+                snr_after,
+                f"T_hat {series.t_hat:.2f}",
+            )
+            if plot:
+                from nmrladder.runtime.plots import plot_denoised
+
+                plot_denoised(
+                    ladder[-1],
+                    series.fused,
+                    out_dir / "plots" / f"{path.name}.png",
+                    ppm=top.ppm,
+                    title=f"{path}: top rung and the fused, denoised series",
+                )
+            manifest.record(result)
+        except (NmrLadderError, OSError) as err:
+            result = FileResult(str(path), status="failed", message=_named(err, path))
+        result.seconds = time.perf_counter() - t0
+        summary.results.append(result)
+        bar.update(1)
+    bar.close()
+    summary.wall_seconds = time.perf_counter() - started
+    return summary

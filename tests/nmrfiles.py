@@ -1,0 +1,59 @@
+"""Real NMR files for tests, written by nmrglue with TopSpin-like parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nmrglue as ng
+import numpy as np
+
+SI = 1024
+SF = 400.13  # MHz, the ppm reference frequency (BF1 + SR; SR = 0 here)
+O1 = 1880.611  # Hz, carrier offset from BF1 (4.7 ppm)
+SW = 8012.82  # Hz
+OFFSET = (O1 + SW / 2) / SF  # ppm of the first point, as TopSpin writes it
+
+
+def spectrum_values(n: int = SI, seed: int = 0) -> np.ndarray:
+    """A few Lorentzians on noise, peak height ~1e6 (TopSpin-like magnitudes)."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n)
+    lines = sum(h / (1 + ((x - c) / w) ** 2) for c, w, h in [(200, 3, 1e6), (600, 5, 4e5)])
+    return lines + rng.normal(scale=300.0, size=n)
+
+
+def jcamp_header(**extra) -> dict:
+    return {"_coreheader": ["##TITLE= Parameter file", "##JCAMPDX= 5.0"], "_comments": []} | extra
+
+
+def acqus_dict() -> dict:
+    return jcamp_header(
+        SW_h=SW, SFO1=SF + O1 * 1e-6, BF1=SF, O1=O1, NUC1="1H", AQ_mod=3, TD=2 * SI,
+        BYTORDA=0, DTYPA=0, SW=SW / (SF + O1 * 1e-6),
+    )  # fmt: skip
+
+
+def procs_dict(bytordp: int = 0, dtypp: int = 0) -> dict:
+    return jcamp_header(
+        SF=SF, SW_p=SW, OFFSET=OFFSET, SI=SI, XDIM=SI, BYTORDP=bytordp, NC_proc=-3,
+        DTYPP=dtypp, AXNUC="1H", FTSIZE=SI, STSI=0, STSR=0, MC2=0, YMAX_p=0, YMIN_p=0,
+    )  # fmt: skip
+
+
+def make_bruker(
+    root: Path, values=None, *, name="sample", expno=10, procno=1, bytordp=0, dtypp=0,
+    acqus=True,
+) -> Path:  # fmt: skip
+    """A TopSpin-like <root>/<name>/<expno> experiment with pdata/<procno>/{1r,procs,proc,title}."""
+    experiment = root / name / str(expno)
+    experiment.mkdir(parents=True)
+    dic = {"acqus": acqus_dict(), "procs": procs_dict(bytordp, dtypp)}
+    if acqus:
+        ng.bruker.write(str(experiment), dic, np.zeros(2 * SI, complex), write_prog=False)
+    values = spectrum_values() if values is None else values
+    ng.bruker.write_pdata(
+        str(experiment), dic, values, scale_data=True, write_procs=True, pdata_folder=procno,
+        big=bytordp == 1, isfloat=dtypp == 2,
+    )  # fmt: skip
+    (experiment / "pdata" / str(procno) / "title").write_text("made-up sample\n")
+    return experiment

@@ -1,0 +1,279 @@
+"""`nmrladder denoise` and the batch pipeline: formats round trip, bad inputs, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nmrglue as ng
+import numpy as np
+import pytest
+from nmrfiles import SI, make_bruker
+
+from nmrladder.cli import main
+from nmrladder.runtime import BackendUnavailable, Denoiser, InputError, ModelError
+from nmrladder.runtime.io import read_spectrum
+from nmrladder.runtime.pipeline import DenoiseJob, discover_inputs, read_ladder, run_series
+from nmrladder.train.simulate import simulate_ladders
+
+
+@pytest.fixture(scope="module")
+def spectra():
+    return simulate_ladders(6, 3, 4096, 2.0, 8.0, seed=21)
+
+
+def test_denoise_folder_round_trip(tiny_model_dir, spectra, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.save(inputs / "a.npy", spectra.x[0, 0])
+    ppm = np.linspace(11.0, -1.0, spectra.length)
+    np.savetxt(inputs / "b.csv", np.c_[ppm, spectra.x[1, 0]], delimiter=",")
+    np.savez(inputs / "c.npz", intensities=spectra.x[2, 0], ppm=ppm)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "denoise",
+                str(inputs),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dir / "model.onnx"),
+                "--no-progress",
+                "--plot",
+            ]
+        )
+        == 0
+    )
+    den = Denoiser(tiny_model_dir / "model.onnx")
+    expected = den.denoise(spectra.x[:3, 0])
+    got_a = np.load(out / "a_denoised.npy")
+    np.testing.assert_allclose(got_a, expected[0], rtol=0, atol=1e-5 * np.abs(expected[0]).max())
+    got_b = read_spectrum(out / "b_denoised.csv")
+    np.testing.assert_allclose(got_b.ppm, ppm)
+    np.testing.assert_allclose(
+        got_b.intensities, expected[1], rtol=1e-5, atol=1e-5 * np.abs(expected[1]).max()
+    )
+    np.testing.assert_allclose(read_spectrum(out / "c_denoised.npz").ppm, ppm)
+    assert (out / "plots" / "a.npy.png").stat().st_size > 1000
+    entries = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(e["input"] for e in entries) == sorted(
+        str(inputs / n) for n in ("a.npy", "b.csv", "c.npz")
+    )
+
+
+def test_bruker_output_is_a_new_procno(tiny_model_dir, spectra, tmp_path):
+    experiment = make_bruker(tmp_path, spectra.x[3, 0, :SI].astype(np.float64) * 1e5)
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "denoise",
+                str(experiment),
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_model_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    new_pdata = next(out.rglob("pdata/2"))
+    dic, data = ng.bruker.read_pdata(str(new_pdata), scale_data=True)
+    source = read_spectrum(experiment)
+    expected = Denoiser(tiny_model_dir).denoise(source.intensities)
+    assert data.shape == expected.shape
+    np.testing.assert_allclose(data, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    np.testing.assert_allclose(read_spectrum(new_pdata).ppm, source.ppm)
+
+
+def test_bad_inputs_are_named_and_others_still_processed(tiny_model_dir, spectra, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = inputs / "good.npy"
+    np.save(good, spectra.x[0, 0])
+    np.save(inputs / "nan.npy", np.where(np.arange(4096) == 7, np.nan, spectra.x[1, 0]))
+    (inputs / "empty.npy").write_bytes(b"")
+    np.save(inputs / "truncated.npy", spectra.x[2, 0])
+    raw = (inputs / "truncated.npy").read_bytes()
+    (inputs / "truncated.npy").write_bytes(raw[: len(raw) // 2])
+    np.save(inputs / "short.npy", spectra.x[3, 0, :100])  # below the model's minimum length
+    np.save(inputs / "constant.npy", np.full(4096, 2.5, dtype=np.float32))
+    (inputs / "notes.xyz").write_text("not a spectrum")
+    paths = [*sorted(inputs.glob("*.npy")), inputs / "notes.xyz"]
+    job = DenoiseJob(Denoiser(tiny_model_dir), tmp_path / "out", progress=False)
+    summary = job.run(paths)
+    by_name = {os.path.basename(r.input): r for r in summary.results}
+    assert by_name["good.npy"].status == "ok"
+    expected_messages = {
+        "nan.npy": "NaN/Inf",
+        "empty.npy": "empty",
+        "truncated.npy": "truncated|not a readable",
+        "short.npy": "outside this model's range",
+        "constant.npy": "zero noise|constant",
+        "notes.xyz": "unknown format",
+    }
+    for name, pattern in expected_messages.items():
+        result = by_name[name]
+        assert result.status == "failed"
+        assert name in result.message
+        assert any(p in result.message for p in pattern.split("|")), result.message
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["good_denoised.npy", "manifest.jsonl"]  # nothing partial, nothing else
+
+
+def test_cli_exit_code_and_missing_model_or_backend(tiny_model_dir, spectra, tmp_path, capsys):
+    np.save(tmp_path / "ok.npy", spectra.x[0, 0])
+    np.save(tmp_path / "bad.npy", np.full(4096, np.inf))
+    code = main(
+        [
+            "denoise",
+            str(tmp_path / "ok.npy"),
+            str(tmp_path / "bad.npy"),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model_dir),
+            "--no-progress",
+        ]
+    )
+    assert code == 1
+    assert "bad.npy" in capsys.readouterr().err
+    with pytest.raises(ModelError, match="no such model"):
+        Denoiser(tmp_path / "nope.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    assert (
+        main(
+            [
+                "denoise",
+                str(tmp_path / "ok.npy"),
+                "--out",
+                str(tmp_path / "o2"),
+                "--model",
+                str(corrupt),
+            ]
+        )
+        == 2
+    )
+    assert "corrupt.onnx" in capsys.readouterr().err
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailable, match="pip install"):
+            Denoiser(tiny_model_dir, backend="trt")
+    with pytest.raises(InputError, match="backend"):
+        Denoiser(tiny_model_dir, backend="cuda-magic")
+
+
+def test_series_mode(tiny_model_dir, spectra, tmp_path):
+    ladder_dir = tmp_path / "ladder"
+    ladder_dir.mkdir()
+    for k in range(3):
+        np.save(ladder_dir / f"rung{k}.npy", spectra.x[4, k])
+    summary = run_series(Denoiser(tiny_model_dir), [ladder_dir], tmp_path / "out", progress=False)
+    assert summary.results[0].status == "ok", summary.results[0].message
+    report = json.loads((tmp_path / "out" / "ladder_series.json").read_text())
+    assert abs(report["t_hat"] / spectra.T[4] - 1) < 0.15 and len(report["snr"]) == 3
+    fused = np.load(tmp_path / "out" / "ladder_fused.npy")
+    direct = Denoiser(tiny_model_dir).denoise_series(spectra.x[4])
+    np.testing.assert_allclose(
+        fused, direct.fused, rtol=1e-5, atol=1e-6 * np.abs(direct.fused).max()
+    )
+    # mismatched lengths are named
+    bad = tmp_path / "bad_ladder"
+    bad.mkdir()
+    np.save(bad / "r0.npy", spectra.x[0, 0])
+    np.save(bad / "r1.npy", spectra.x[0, 1, :-10])
+    with pytest.raises(InputError, match="different lengths"):
+        read_ladder(bad)
+    failed = run_series(Denoiser(tiny_model_dir), [bad], tmp_path / "out2", progress=False)
+    assert failed.results[0].status == "failed" and "bad_ladder" in failed.results[0].message
+
+
+def test_discovery_skips_outputs_and_keeps_bruker_experiments_whole(spectra, tmp_path):
+    np.save(tmp_path / "a.npy", spectra.x[0, 0])
+    (tmp_path / "manifest.jsonl").write_text("")
+    experiment = make_bruker(tmp_path / "exp", spectra.x[1, 0, :SI].astype(np.float64) * 1e5)
+    found = list(discover_inputs([tmp_path]))
+    assert tmp_path / "a.npy" in found and experiment in found
+    assert not any("pdata" in p.parts for p in found)
+    with pytest.raises(InputError, match="no such file"):
+        list(discover_inputs([tmp_path / "missing"]))
+
+
+def _outputs(folder):
+    return {p.name: np.load(p) for p in folder.glob("*_denoised.npy")}
+
+
+def test_interrupted_run_resumes_without_loss_or_redo(tiny_model_dir, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    ladders = simulate_ladders(48, 2, 32768, 2.0, 8.0, seed=3)
+    for i in range(48):
+        np.save(inputs / f"s{i:02d}.npy", ladders.x[i, 0])
+    model = str(tiny_model_dir / "model.onnx")
+    reference_out = tmp_path / "reference"
+    assert (
+        main(
+            [
+                "denoise",
+                str(inputs),
+                "--out",
+                str(reference_out),
+                "--model",
+                model,
+                "--no-progress",
+                "--batch-size",
+                "1",
+            ]
+        )
+        == 0
+    )
+
+    out = tmp_path / "interrupted"
+    command = [
+        sys.executable,
+        "-m",
+        "nmrladder",
+        "denoise",
+        str(inputs),
+        "--out",
+        str(out),
+        "--model",
+        model,
+        "--no-progress",
+        "--batch-size",
+        "1",
+        "--threads",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before = len(manifest.read_text().splitlines())
+    assert 5 <= finished_before < 48, "the run was not interrupted mid-way"
+
+    job = DenoiseJob(Denoiser(model, batch_size=1), out, resume=True, progress=False)
+    summary = job.run(discover_inputs([inputs]))
+    statuses = [r.status for r in summary.results]
+    assert statuses.count("skipped") >= finished_before - 1  # a torn last line is redone
+    assert statuses.count("ok") + statuses.count("skipped") == 48 and "failed" not in statuses
+    got, expected = _outputs(out), _outputs(reference_out)
+    assert sorted(got) == sorted(expected)  # every output once, none missing
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name], values)
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+    recorded = [
+        json.loads(line)["input"] for line in manifest.read_text().splitlines() if line.strip()
+    ]
+    assert len(set(recorded)) == 48

@@ -43,6 +43,7 @@ VARIANTS = {
         attention_levels=(0,),
         input_compression=False,
     ),
+    "stem4": ModelConfig(depth=3, widths=(8, 16, 32), dilations=(1, 2, 4), stem_stride=4),
 }
 
 
@@ -225,3 +226,14 @@ def test_onnx_export_with_dynamic_batch_and_length(tmp_path):
             np.testing.assert_allclose(
                 (out - x.numpy())[:, keep], correction, rtol=0, atol=1e-4 * np.abs(correction).max()
             )
+
+
+def test_space_to_depth_stem_is_a_lossless_reshape():
+    from nmrladder.train.model import _depth_to_space, _space_to_depth
+
+    x = torch.arange(2 * 64, dtype=torch.float32).reshape(2, 64)
+    h = _space_to_depth(x, 4)
+    assert h.shape == (2, 4, 16)
+    torch.testing.assert_close(h[0, 1], x[0, 1::4])  # channel j holds points j, j + 4, ...
+    torch.testing.assert_close(_depth_to_space(h), x)
+    assert VARIANTS["stem4"].length_multiple == 4 * 2**3

@@ -55,6 +55,7 @@ class ModelConfig:
     head_amplitude: float = 10.0  # A of the tanh head, in units of the model's input
     input_compression: bool = True  # first conv sees c * asinh(x / c)
     compression_scale: float = 4.0  # c, in units of the model's input
+    stem_stride: int = 1  # s > 1: the U-Net runs on [B, s, L/s] (space-to-depth), s x cheaper
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists: store tuples so the config stays hashable and immutable.
@@ -92,6 +93,8 @@ class ModelConfig:
             )
         if self.attention_reduction < 1:
             problems.append(f"attention_reduction must be >= 1, got {self.attention_reduction}")
+        if self.stem_stride < 1:
+            problems.append(f"stem_stride must be >= 1, got {self.stem_stride}")
         if self.head_amplitude <= 0 or self.compression_scale <= 0:
             problems.append("head_amplitude and compression_scale must be > 0")
         if problems:
@@ -99,8 +102,8 @@ class ModelConfig:
 
     @property
     def length_multiple(self) -> int:
-        """Every input length must be a multiple of this (one halving per level)."""
-        return 2**self.depth
+        """Every input length must be a multiple of this (the stem, then one halving per level)."""
+        return self.stem_stride * 2**self.depth
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of builtins (lists for tuples), for TOML, JSON and ONNX metadata."""
@@ -239,6 +242,20 @@ class DecoderLevel(nn.Module):
         return self.unit(self.merge(torch.cat([self.up(x), skip], dim=1)))
 
 
+def _space_to_depth(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """[B, L] -> [B, stride, L / stride]: channel j holds the points j, j + stride, ...
+
+    Lossless (a reshape), so narrow lines keep their full resolution, while every layer of
+    the U-Net runs on stride x fewer positions.
+    """
+    return x.reshape(x.shape[0], -1, stride).transpose(1, 2)
+
+
+def _depth_to_space(h: torch.Tensor) -> torch.Tensor:
+    """[B, stride, L / stride] -> [B, L], the inverse of _space_to_depth."""
+    return h.transpose(1, 2).reshape(h.shape[0], -1)
+
+
 class UNet1d(nn.Module):
     """Residual 1D U-Net: [B, L] -> denoised [B, L]; see ModelConfig and docs/model.md."""
 
@@ -247,7 +264,7 @@ class UNet1d(nn.Module):
         self.config = config
         widths = config.widths
         self.encoder = nn.ModuleList(
-            EncoderLevel(config, level, widths[level - 1] if level else 1)
+            EncoderLevel(config, level, widths[level - 1] if level else config.stem_stride)
             for level in range(config.depth)
         )
         self.bottleneck = ResUnit(
@@ -259,12 +276,12 @@ class UNet1d(nn.Module):
             DecoderLevel(config, level, widths[min(level + 1, config.depth - 1)])
             for level in reversed(range(config.depth))
         )
-        self.head = nn.Conv1d(widths[0], 1, 1)
+        self.head = nn.Conv1d(widths[0], config.stem_stride, 1)
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
         """What the head predicts for x [B, L]: the added correction ("spectrum") or the
         noise estimate ("residual"), [B, L]."""
-        h = x.unsqueeze(1)
+        h = _space_to_depth(x, self.config.stem_stride)
         if self.config.input_compression:
             # Huge solvent lines would dominate the norm statistics; asinh keeps values
             # below ~c linear (the noise) and compresses the rest logarithmically.
@@ -277,7 +294,7 @@ class UNet1d(nn.Module):
         h = self.bottleneck(h)
         for level, skip in zip(self.decoder, reversed(skips), strict=True):
             h = level(h, skip)
-        h = self.head(h).squeeze(1)
+        h = _depth_to_space(self.head(h))
         if self.config.head == "tanh":
             a = self.config.head_amplitude
             h = a * torch.tanh(h / a)  # slope 1 near 0, bounded by +-a
@@ -325,7 +342,7 @@ def flops_per_spectrum(config: ModelConfig, length: int) -> int:
     if length < 1 or length % config.length_multiple:
         raise InputError(f"length {length} is not a positive multiple of {config.length_multiple}")
     widths, k_res = config.widths, RESAMPLE_KERNEL
-    macs, n, c_in = 0, length, 1
+    macs, n, c_in = 0, length // config.stem_stride, config.stem_stride
     for level, c in enumerate(widths):
         macs += _unit_macs(config, c_in, c, n, level in config.attention_levels)
         n //= 2
@@ -338,5 +355,5 @@ def flops_per_spectrum(config: ModelConfig, length: int) -> int:
         n *= 2
         macs += 2 * c * c * n  # 1x1 merge of [up, skip]
         macs += _unit_macs(config, c, c, n, level in config.attention_levels)
-    macs += widths[0] * n  # head
+    macs += widths[0] * config.stem_stride * n  # head
     return 2 * macs

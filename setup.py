@@ -48,5 +48,13 @@ extensions = [
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, quiet=True),
+    # include_path: the shared .pxd helpers of csrc/ are cimported by their bare names.
+    # The sanitizer build's C sources go to build/asan/c: the in-place ones stay as they are.
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        include_path=["csrc"],
+        build_dir="build/asan/c" if ASAN else None,
+        quiet=True,
+    ),
 )

@@ -449,7 +449,10 @@ def ls_scale(
         return float("nan")
     if method == "inverse" or noise_ref == 0.0:
         return syy / sxy
-    d = (noise_ref / noise_x) ** 2
+    ratio = noise_ref / noise_x
+    if ratio > 1e150:  # noise_x negligible against noise_ref: the "ls" limit (d would overflow)
+        return sxy / sxx if sxx != 0 else float("nan")
+    d = ratio * ratio
     spread = syy - d * sxx
     root = np.sqrt(spread * spread + 4.0 * d * sxy * sxy)
     if spread >= 0.0:
@@ -506,7 +509,10 @@ def _water_fill(weights: np.ndarray, cap: float) -> np.ndarray:
         weights[capped] = cap
         free = ~capped
         remaining = 1.0 - cap * capped.sum()
-        weights[free] *= remaining / weights[free].sum()
+        if weights[free].sum() > 0:
+            weights[free] *= remaining / weights[free].sum()
+        else:  # the uncapped rungs had no weight (e.g. weights="top"): share the rest equally
+            weights[free] = remaining / free.sum()
 
 
 def fuse(spectra: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -624,7 +630,14 @@ def make_options(**options) -> PreprocessOptions:
         raise InputError(
             f"option smooth_windows={windows}: each must be odd and > smooth_polyorder"
         )
-    for name in ("max_lag", "dilate_radius", "erode_radius", "local_window", "local_max_lag"):
+    for name in (
+        "max_lag",
+        "dilate_radius",
+        "erode_radius",
+        "local_window",
+        "local_max_lag",
+        "trend_radius",
+    ):
         if getattr(opts, name) < 0:
             raise InputError(f"option {name}={getattr(opts, name)} must be >= 0")
     return opts

@@ -18,7 +18,9 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_runtime_imports_without_torch():
-    done = _run(BLOCK_TORCH + "import nmrladder.runtime\nimport nmrladder.runtime.preprocess\nprint('ok')")
+    done = _run(
+        BLOCK_TORCH + "import nmrladder.runtime\nimport nmrladder.runtime.preprocess\nprint('ok')"
+    )
     assert done.returncode == 0, done.stderr
     # the guard itself works: importing torch fails under it
     blocked = _run(BLOCK_TORCH + "import torch")

@@ -253,3 +253,13 @@ def test_subpoint_shift_of_sharp_lines_is_unbiased(width):
     for true_shift in (0.25, -3.4, 11.5, 17.9):
         x = np.fft.ifft(fourier_shift(np.fft.fft(ref), true_shift)).real
         assert reference.estimate_shift(ref, x, 30) == pytest.approx(true_shift, abs=0.01)
+
+
+def test_cap_with_all_weight_on_one_rung_shares_the_rest_equally():
+    weights = reference.fusion_weights(np.array([1.0, 2.0, 3.0]), 2.0, "top", w_max=0.5)
+    np.testing.assert_allclose(weights, [0.25, 0.25, 0.5])
+
+
+def test_negative_trend_radius_is_refused(rng):
+    with pytest.raises(InputError, match="trend_radius"):
+        reference.preprocess_ladder(_simple_ladder(rng), trend_radius=-1)

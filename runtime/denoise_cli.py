@@ -10,7 +10,9 @@ DESCRIPTION = (
     "NMRPipe 1D, JCAMP-DX, .npy/.npz, HDF5 and two-column CSV (ppm, intensity). Folders are "
     "searched for spectra. Reading, scaling and writing overlap with inference; outputs are "
     "written atomically and recorded in OUT/manifest.jsonl, so an interrupted run continues "
-    "with --resume. With --series, each input is an SNR ladder (a folder of rung files sorted "
+    "with --resume. With --engine ray, the files are shared among Ray actors on this machine "
+    "or on a cluster (--address; see docs/scale-out.md), with the same outputs and manifest. "
+    "With --series, each input is an SNR ladder (a folder of rung files sorted "
     "by name, rung 0 the lowest SNR, or a 2D .npy/.npz [R, L]) and the output is the fused, "
     "denoised spectrum with T_hat and the per-rung SNR. The exit code is 1 when any input failed."
 )
@@ -19,6 +21,7 @@ EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        
   nmrladder denoise spectra/ --out denoised --resume                # continue an interrupted run
   nmrladder denoise ladders/sample_A --series --out fused           # one SNR ladder per input
   nmrladder denoise in.ft1 --out out --model models/cpu/model.onnx --backend ort --threads 2
+  nmrladder denoise /shared/spectra --out /shared/denoised --engine ray --address auto
 """
 
 
@@ -40,7 +43,28 @@ def add_arguments(parser) -> None:
         "--batch-size", type=int, default=8, help="spectra per inference batch (default: 8)"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="CPU threads (default: all cores)"
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads (default: all cores; with --engine ray: per worker, default 1)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: a pool of Ray actors (pip install 'nmrladder[ray]')",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --engine ray: the Ray cluster to join ('auto' or HOST:PORT; "
+        "default: start a local Ray instance)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --engine ray: Ray actors (default: CPUs / threads, or one per GPU)",
     )
     parser.add_argument(
         "--series", action="store_true", help="each input is an SNR ladder; fuse it"
@@ -58,6 +82,27 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from nmrladder.runtime.errors import InputError
+
+    if args.engine == "ray":
+        summary = _run_on_ray(args)
+    elif args.address is not None or args.workers is not None:
+        raise InputError("--address and --workers go with --engine ray")
+    else:
+        summary = _run_locally(args)
+    print(summary.table())
+    ok = sum(r.status == "ok" for r in summary.results)
+    skipped = sum(r.status == "skipped" for r in summary.results)
+    print(
+        f"{ok} denoised, {skipped} already done, {len(summary.failed)} failed "
+        f"in {summary.wall_seconds:.1f} s -> {args.out}"
+    )
+    for failure in summary.failed:
+        print(f"nmrladder denoise: failed: {failure.message}", file=sys.stderr)  # names the input
+    return 1 if summary.failed else 0
+
+
+def _run_locally(args):
     from nmrladder.runtime.denoiser import Denoiser
     from nmrladder.runtime.pipeline import DenoiseJob, discover_inputs, run_series
 
@@ -71,26 +116,38 @@ def run(args) -> int:
         )
     progress = not args.no_progress
     if args.series:
-        summary = run_series(
+        return run_series(
             denoiser, args.inputs, args.out, resume=args.resume, plot=args.plot, progress=progress
         )
-    else:
-        job = DenoiseJob(
-            denoiser,
-            args.out,
-            resume=args.resume,
-            plot=args.plot,
-            progress=progress,
-            in_place=args.in_place,
-        )
-        summary = job.run(discover_inputs(args.inputs))
-    print(summary.table())
-    ok = sum(r.status == "ok" for r in summary.results)
-    skipped = sum(r.status == "skipped" for r in summary.results)
-    print(
-        f"{ok} denoised, {skipped} already done, {len(summary.failed)} failed "
-        f"in {summary.wall_seconds:.1f} s -> {args.out}"
+    job = DenoiseJob(
+        denoiser,
+        args.out,
+        resume=args.resume,
+        plot=args.plot,
+        progress=progress,
+        in_place=args.in_place,
     )
-    for failure in summary.failed:
-        print(f"nmrladder denoise: failed: {failure.message}", file=sys.stderr)  # names the input
-    return 1 if summary.failed else 0
+    return job.run(discover_inputs(args.inputs))
+
+
+def _run_on_ray(args):
+    from nmrladder.runtime.errors import InputError
+    from nmrladder.runtime.pipeline import discover_inputs
+    from nmrladder.runtime.ray_engine import denoise_with_ray
+
+    if args.series:
+        raise InputError("--series runs on the local engine (drop --engine ray)")
+    return denoise_with_ray(
+        args.model,
+        list(discover_inputs(args.inputs)),
+        args.out,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        address=args.address,
+        workers=args.workers,
+        threads_per_worker=args.threads,
+        resume=args.resume,
+        plot=args.plot,
+        in_place=args.in_place,
+        progress=not args.no_progress,
+    )

@@ -9,6 +9,8 @@ output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, s
 stays flat however many files there are. A run interrupted at any point resumes with
 ``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
 is half-written, and an output finished but not yet recorded is simply written again.
+The per-input stages (read_scaled, write_denoised) and the resume plan (plan_resume) are
+functions, shared with the Ray engine (runtime/ray_engine.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -111,7 +113,9 @@ class Manifest:
 
 
 @dataclass
-class _Item:
+class ScaledInput:
+    """One input read and scaled to the model's input (``z``), or the reason it could not be."""
+
     index: int
     path: Path
     spectrum: object = None
@@ -121,6 +125,124 @@ class _Item:
     snr_before: float = float("nan")
     error: str = ""
     started: float = 0.0
+
+
+def read_scaled(index: int, path: Path, info) -> ScaledInput:
+    """Read one input and scale it to the model's input (``info``: the artefact's ArtefactInfo).
+
+    A bad input comes back with ``error`` set (naming the file), never as an exception.
+    """
+    from nmrladder.runtime.io import read_spectrum
+
+    item = ScaledInput(index, path, started=time.perf_counter())
+    try:
+        spectrum = read_spectrum(path)
+        info.check_length(len(spectrum), str(path))
+        z, centers, sigmas = to_model_input(
+            spectrum.intensities[None, :], info.length_multiple, threads=1
+        )
+        item.spectrum, item.z = spectrum, z[0]
+        item.center, item.sigma = float(centers[0]), float(sigmas[0])
+        item.snr_before = float((spectrum.intensities.max() - item.center) / item.sigma)
+    except (NmrLadderError, OSError) as err:
+        item.error = _named(err, path)
+    return item
+
+
+def write_denoised(
+    item: ScaledInput,
+    output: np.ndarray | None,
+    out_dir: Path,
+    *,
+    in_place: bool = False,
+    disambiguate: bool = False,
+    plot: bool = False,
+) -> FileResult:
+    """Map the network's ``output`` back to the input's units and write it atomically.
+
+    ``disambiguate``: the input's file name is shared by other inputs (see colliding_names).
+    Returns the input's result, not yet in the manifest (the caller records it); a failure
+    comes back as a "failed" result naming the file.
+    """
+    from nmrladder.runtime.io import output_path_for, write_spectrum
+
+    result = FileResult(input=str(item.path), status="failed", message=item.error)
+    if output is None or item.error:
+        return result
+    try:
+        spectrum = item.spectrum
+        y = from_model_output(
+            output[None, :], np.array([item.center]), np.array([item.sigma]), len(spectrum)
+        )[0]
+        destination = output_path_for(spectrum, out_dir, in_place=in_place)
+        if disambiguate and not in_place:
+            destination = _disambiguated(destination, item.path)
+        written = write_spectrum(spectrum, destination, y)
+        snr_after, _ = estimated_snr(y)
+        result = FileResult(
+            str(item.path),
+            str(written),
+            "ok",
+            len(spectrum),
+            item.snr_before,
+            snr_after,
+            _warning(item.snr_before, snr_after),
+        )
+        if plot:
+            _plot(spectrum, y, item.path, out_dir)
+    except (NmrLadderError, OSError) as err:
+        result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
+    return result
+
+
+def _plot(spectrum, denoised: np.ndarray, source: Path, out_dir: Path) -> None:
+    from nmrladder.runtime.plots import plot_denoised
+
+    plot_denoised(
+        spectrum.intensities,
+        denoised,
+        out_dir / "plots" / f"{source.name}.png",
+        ppm=spectrum.ppm,
+        title=str(source),
+    )
+
+
+def colliding_names(paths: list[Path]) -> set[str]:
+    """File names given by more than one input (from different folders): their outputs get
+    qualified names (see _disambiguated)."""
+    counts = Counter(p.name for p in paths if not p.is_dir())
+    return {name for name, count in counts.items() if count > 1}
+
+
+def plan_resume(
+    paths: list[Path], out_dir: Path, resume: bool
+) -> tuple[list[FileResult], list[Path]]:
+    """(results of the inputs the manifest says are finished, the inputs still to do).
+
+    Without ``resume`` everything is to do; with it, what an interrupted run left half-written
+    is deleted first.
+    """
+    done = Manifest(out_dir).finished() if resume else {}
+    if resume:
+        remove_stale_temporaries(out_dir)
+    skipped, todo = [], []
+    for path in paths:
+        entry = done.get(str(path))
+        if entry is None:
+            todo.append(path)
+            continue
+        skipped.append(
+            FileResult(
+                str(path),
+                entry["output"],
+                "skipped",
+                entry.get("points", 0),
+                entry.get("snr_before", float("nan")),
+                entry.get("snr_after", float("nan")),
+                "already done",
+            )
+        )
+    return skipped, todo
 
 
 class DenoiseJob:
@@ -156,21 +278,8 @@ class DenoiseJob:
         self._timing_lock = threading.Lock()
 
     # -- stages -------------------------------------------------------------------------
-    def _read(self, index: int, path: Path) -> _Item:
-        from nmrladder.runtime.io import read_spectrum
-
-        item = _Item(index, path, started=time.perf_counter())
-        try:
-            spectrum = read_spectrum(path)
-            self.denoiser.info.check_length(len(spectrum), str(path))
-            z, centers, sigmas = to_model_input(
-                spectrum.intensities[None, :], self.denoiser.info.length_multiple, threads=1
-            )
-            item.spectrum, item.z = spectrum, z[0]
-            item.center, item.sigma = float(centers[0]), float(sigmas[0])
-            item.snr_before = float((spectrum.intensities.max() - item.center) / item.sigma)
-        except (NmrLadderError, OSError) as err:
-            item.error = _named(err, path)
+    def _read(self, index: int, path: Path) -> ScaledInput:
+        item = read_scaled(index, path, self.denoiser.info)
         self._add_time("read+scale", time.perf_counter() - item.started)
         return item
 
@@ -178,79 +287,33 @@ class DenoiseJob:
         with self._timing_lock:
             self._stage_seconds[stage] += seconds
 
-    def _write(self, item: _Item, output: np.ndarray | None) -> FileResult:
-        from nmrladder.runtime.io import output_path_for, write_spectrum
-
+    def _write(self, item: ScaledInput, output: np.ndarray | None) -> FileResult:
         started = time.perf_counter()
-        result = FileResult(input=str(item.path), status="failed", message=item.error)
-        if output is not None and not item.error:
+        result = write_denoised(
+            item,
+            output,
+            self.out_dir,
+            in_place=self.in_place,
+            disambiguate=item.path.name in self._colliding_names,
+            plot=self.plot,
+        )
+        if result.status == "ok":
             try:
-                spectrum = item.spectrum
-                y = from_model_output(
-                    output[None, :], np.array([item.center]), np.array([item.sigma]), len(spectrum)
-                )[0]
-                destination = output_path_for(spectrum, self.out_dir, in_place=self.in_place)
-                if not self.in_place and item.path.name in self._colliding_names:
-                    destination = _disambiguated(destination, item.path)
-                written = write_spectrum(spectrum, destination, y)
-                snr_after, _ = estimated_snr(y)
-                result = FileResult(
-                    str(item.path),
-                    str(written),
-                    "ok",
-                    len(spectrum),
-                    item.snr_before,
-                    snr_after,
-                    _warning(item.snr_before, snr_after),
-                )
-                if self.plot:
-                    self._plot(spectrum, y, item.path)
                 self.manifest.record(result)
-            except (NmrLadderError, OSError) as err:
+            except OSError as err:
                 result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
         result.seconds = time.perf_counter() - item.started
         self._add_time("write", time.perf_counter() - started)
         return result
-
-    def _plot(self, spectrum, denoised: np.ndarray, source: Path) -> None:
-        from nmrladder.runtime.plots import plot_denoised
-
-        plot_denoised(
-            spectrum.intensities,
-            denoised,
-            self.out_dir / "plots" / f"{source.name}.png",
-            ppm=spectrum.ppm,
-            title=str(source),
-        )
 
     # -- orchestration ------------------------------------------------------------------
     def run(self, inputs: Iterable[str | Path]) -> JobSummary:
         started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         paths = [Path(p) for p in inputs]
-        names = [p.name for p in paths if not p.is_dir()]
-        self._colliding_names = {n for n in names if names.count(n) > 1}
-        done = self.manifest.finished() if self.resume else {}
-        if self.resume:
-            remove_stale_temporaries(self.out_dir)
-        summary = JobSummary()
-        todo = []
-        for path in paths:
-            if str(path) in done:
-                entry = done[str(path)]
-                summary.results.append(
-                    FileResult(
-                        str(path),
-                        entry["output"],
-                        "skipped",
-                        entry.get("points", 0),
-                        entry.get("snr_before", float("nan")),
-                        entry.get("snr_after", float("nan")),
-                        "already done",
-                    )
-                )
-            else:
-                todo.append(path)
+        self._colliding_names = colliding_names(paths)
+        skipped, todo = plan_resume(paths, self.out_dir, self.resume)
+        summary = JobSummary(results=skipped)
         results = self._run_pipeline(todo)
         summary.results.extend(sorted(results, key=lambda r: paths.index(Path(r.input))))
         summary.stage_seconds = dict(self._stage_seconds)
@@ -293,7 +356,7 @@ class DenoiseJob:
         ready.put(_DONE)
 
     def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
-        pending: dict[int, list[_Item]] = {}  # padded length -> items waiting for a batch
+        pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
         batch_size = self.denoiser.batch_size
         while True:
             item = ready.get()
@@ -310,7 +373,7 @@ class DenoiseJob:
         for group in pending.values():
             self._infer(group, finished)
 
-    def _infer(self, items: list[_Item], finished: queue.Queue) -> None:
+    def _infer(self, items: list[ScaledInput], finished: queue.Queue) -> None:
         started = time.perf_counter()
         try:
             out = self.denoiser.session.run(np.stack([it.z for it in items]))
@@ -409,7 +472,18 @@ def _is_candidate(path: Path, detect_format) -> bool:
     return True
 
 
-__all__ = ["DenoiseJob", "FileResult", "JobSummary", "Manifest", "discover_inputs"]
+__all__ = [
+    "DenoiseJob",
+    "FileResult",
+    "JobSummary",
+    "Manifest",
+    "ScaledInput",
+    "colliding_names",
+    "discover_inputs",
+    "plan_resume",
+    "read_scaled",
+    "write_denoised",
+]
 
 
 # --------------------------------------------------------------------------- series mode

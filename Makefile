@@ -27,8 +27,10 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# Every pytest-benchmark suite of benchmarks/ (minutes; best on an idle machine), saved as JSON
+# and rendered to benchmarks/results/<machine>.md, which is printed (benchmarks/README.md).
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-only
+	$(VENV)/bin/nmrladder bench --suite all
 
 # Kernels rebuilt with bounds checks and AddressSanitizer into build/asan (the in-place build
 # is left alone), their tests run against that build with libasan preloaded and fewer

@@ -32,8 +32,13 @@ def _record_rate(benchmark, n: int) -> None:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_bench_simulate_ladders(benchmark, workers):
     n = 128
-    out = benchmark.pedantic(simulate_ladders, args=(n, R, L, T, SNR, 0),
-                             kwargs={"workers": workers}, rounds=3, iterations=1)
+    out = benchmark.pedantic(
+        simulate_ladders,
+        args=(n, R, L, T, SNR, 0),
+        kwargs={"workers": workers},
+        rounds=3,
+        iterations=1,
+    )
     assert out.x.shape == (n, R, L)
     _record_rate(benchmark, n)
 
@@ -41,9 +46,13 @@ def test_bench_simulate_ladders(benchmark, workers):
 def test_bench_simulate_to_file(benchmark, tmp_path):
     n = 256
     path = tmp_path / "ladders.h5"
-    benchmark.pedantic(simulate_to_file, args=(path, n, R, L, T, SNR, 0),
-                       kwargs={"workers": 2, "chunk": 64, "progress": False},
-                       rounds=3, iterations=1)
+    benchmark.pedantic(
+        simulate_to_file,
+        args=(path, n, R, L, T, SNR, 0),
+        kwargs={"workers": 2, "chunk": 64, "progress": False},
+        rounds=3,
+        iterations=1,
+    )
     assert path.stat().st_size > n * R * L * 4
     _record_rate(benchmark, n)
 
@@ -56,16 +65,21 @@ def main() -> None:
     n = args.samples
     simulate_ladders(8, R, L, T, SNR, 0)  # warm up (FFT plans, BLAS threads)
     for workers in (1, 2):
-        best = min(_time(lambda w=workers: simulate_ladders(n, R, L, T, SNR, 0, workers=w))
-                   for _ in range(args.repeats))
+        best = min(
+            _time(lambda w=workers: simulate_ladders(n, R, L, T, SNR, 0, workers=w))
+            for _ in range(args.repeats)
+        )
         print(f"simulate_ladders  workers={workers}: {n / best:7.1f} ladders/s")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ladders.h5"
-        best = min(_time(lambda: simulate_to_file(path, n, R, L, T, SNR, 0, workers=2,
-                                                  progress=False))
-                   for _ in range(args.repeats))
-        print(f"simulate_to_file  workers=2: {n / best:7.1f} ladders/s "
-              f"({path.stat().st_size / n / 1e3:.0f} kB per ladder)")
+        best = min(
+            _time(lambda: simulate_to_file(path, n, R, L, T, SNR, 0, workers=2, progress=False))
+            for _ in range(args.repeats)
+        )
+        print(
+            f"simulate_to_file  workers=2: {n / best:7.1f} ladders/s "
+            f"({path.stat().st_size / n / 1e3:.0f} kB per ladder)"
+        )
 
 
 def _time(fn) -> float:

@@ -1,0 +1,139 @@
+"""End to end: ``denoise`` over a folder of files against pure inference on the same spectra.
+
+64 simulated .npy spectra of 16384 points, the product model, batch 8, 2 threads (the
+Denoiser's ORT session and the DenoiseJob's readers share the machine, as in
+``nmrladder denoise``)::
+
+    .venv/bin/python -m pytest benchmarks/bench_end_to_end.py --benchmark-enable --benchmark-only
+
+One group, ``end to end``:
+
+- ``test_denoise_job``: DenoiseJob over the folder (read + scale, infer, write, overlapped);
+  extra_info holds the seconds of each stage, the overlap achieved (sum of the stage times /
+  wall time) and spectra/s;
+- ``test_pure_inference``: session.run over the same spectra, already scaled, in batches of
+  8: the ceiling of the job's throughput;
+- ``test_read_scale`` and ``test_scale_unscale``: per spectrum, what a reader does (read the
+  file, MAD scaling, padding) and the scaling alone (to_model_input + from_model_output).
+
+benchmarks/report.py gives end-to-end throughput as a fraction of pure inference and the
+preprocessing time per spectrum as a fraction of the job's time per spectrum.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FILES = 64
+L = 16384
+BATCH = 8
+GROUP = "end to end"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, sizes) -> list[Path]:
+    from nmrladder.train.simulate import simulate_ladders
+
+    n = sizes.length(L)
+    files = 8 if sizes.smoke else FILES
+    root = tmp_path_factory.mktemp("e2e-in")
+    ladders = simulate_ladders(files, 2, n, 2.0, 8.0, seed=0)
+    paths = []
+    for i in range(files):
+        paths.append(root / f"s{i:03d}.npy")
+        np.save(paths[-1], ladders.x[i, 0].astype(np.float32))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def denoiser(models, sizes):
+    from nmrladder.runtime import Denoiser
+
+    return Denoiser(models["product"].onnx_path, batch_size=BATCH, threads=sizes.threads)
+
+
+def _context(benchmark, models, paths) -> None:
+    benchmark.group = GROUP
+    benchmark.extra_info.update(
+        models["product"].info(), files=len(paths), length=int(np.load(paths[0]).size), batch=BATCH
+    )
+
+
+def test_denoise_job(benchmark, models, sizes, recorder, folder, denoiser, tmp_path):
+    from nmrladder.runtime.pipeline import DenoiseJob
+
+    _context(benchmark, models, folder)
+    summaries = []
+
+    def fresh_out():
+        out = tmp_path / f"round-{len(summaries)}"
+        shutil.rmtree(out, ignore_errors=True)
+        return (out,), {}
+
+    def job(out):
+        summary = DenoiseJob(denoiser, out, progress=False).run(folder)
+        assert not summary.failed, summary.failed[0].message
+        summaries.append(summary)
+
+    benchmark.pedantic(job, setup=fresh_out, rounds=sizes.rounds(5), warmup_rounds=1)
+    # the stage times of the median round (the warm-up round is summaries[0])
+    timed = sorted(summaries[1:] or summaries, key=lambda s: s.wall_seconds)
+    middle = timed[len(timed) // 2]
+    stages = {k: round(v, 4) for k, v in middle.stage_seconds.items()}
+    benchmark.extra_info.update(
+        stage_seconds=stages,
+        wall_seconds=middle.wall_seconds,
+        overlap=sum(stages.values()) / middle.wall_seconds,
+        stage_seconds_per_spectrum={k: v / len(folder) for k, v in stages.items()},
+        walls=[s.wall_seconds for s in timed],
+    )
+    recorder(benchmark, spectra=len(folder), points=len(folder) * np.load(folder[0]).size)
+
+
+def test_pure_inference(benchmark, models, sizes, recorder, folder, denoiser):
+    from nmrladder.runtime.scaling import to_model_input
+
+    _context(benchmark, models, folder)
+    x = np.stack([np.load(p) for p in folder])
+    z, _, _ = to_model_input(x, denoiser.info.length_multiple, threads=sizes.threads)
+    session = denoiser.session
+
+    def infer_all():
+        for start in range(0, len(z), BATCH):
+            session.run(z[start : start + BATCH])
+
+    benchmark.pedantic(infer_all, rounds=sizes.rounds(5), warmup_rounds=1)
+    recorder(benchmark, spectra=len(folder), points=x.size)
+
+
+def test_read_scale(benchmark, models, sizes, recorder, folder, denoiser):
+    """One reader's work for one file (pipeline.read_scaled: np.load, MAD scaling, padding)."""
+    from nmrladder.runtime.pipeline import read_scaled
+
+    _context(benchmark, models, folder)
+    item = benchmark.pedantic(
+        read_scaled, (0, folder[0], denoiser.info), rounds=sizes.rounds(200), iterations=5
+    )
+    assert not item.error, item.error
+    recorder(benchmark, spectra=1)
+
+
+def test_scale_unscale(benchmark, models, sizes, recorder, folder, denoiser):
+    """The scaling alone, in and out, for one spectrum (one thread, as the readers do)."""
+    from nmrladder.runtime.scaling import from_model_output, to_model_input
+
+    _context(benchmark, models, folder)
+    x = np.load(folder[0])[None, :]
+    multiple = denoiser.info.length_multiple
+
+    def both():
+        z, centers, sigmas = to_model_input(x, multiple, threads=1)
+        return from_model_output(z, centers, sigmas, x.shape[1])
+
+    y = benchmark.pedantic(both, rounds=sizes.rounds(200), iterations=5)
+    assert np.allclose(y, x, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(x))))
+    recorder(benchmark, spectra=1)

@@ -1,0 +1,251 @@
+"""Inference speed of the network: latency, batch throughput, backends, cold start.
+
+Fixed shapes, explicit threads (ONNX Runtime intra-op threads and torch.set_num_threads = 2;
+see conftest.py), the models of conftest.py (the product model and METHOD's default U-Net)::
+
+    .venv/bin/python -m pytest benchmarks/bench_inference.py --benchmark-enable --benchmark-only
+
+Groups:
+
+- ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product);
+  p50 and p99 over the rounds in extra_info.
+- ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s).
+- ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU (what the
+  product runs), the same weights exported at opset 20 (GELU as one op), torch eager and
+  torch.compile (what a user would do instead), and ORT CUDA / torch CUDA / TensorRT where
+  present (skipped with the reason otherwise).
+- ``cold start``: session creation, first inference, TensorRT engine deserialisation.
+
+benchmarks/report.py turns the saved JSON into benchmarks/results/<machine>.md with the
+ratios (ORT / torch eager, efficiency against the peak of bench_peak.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+LATENCY_LENGTHS = (8192, 16384, 32768, 65536)
+BATCHES = (1, 8, 64)
+L = 16384
+BACKEND_BATCH = 8
+BACKENDS = (
+    "ort-cpu",
+    "ort-cpu-opset20",
+    "torch-eager",
+    "torch-compile",
+    "ort-cuda",
+    "torch-cuda",
+    "tensorrt",
+)
+
+
+def spectra(batch: int, length: int) -> np.ndarray:
+    """Noise of unit sigma with a few tall lines: what the network sees after scaling."""
+    rng = np.random.default_rng(batch * 100003 + length)
+    x = rng.normal(size=(batch, length)).astype(np.float32)
+    for row in x:
+        row[rng.integers(0, length, 12)] += rng.uniform(5, 500, 12).astype(np.float32)
+    return x
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@pytest.mark.parametrize("length", LATENCY_LENGTHS)
+def test_latency(benchmark, models, sizes, recorder, length):
+    model = models["product"]
+    n = sizes.length(length)
+    session = model.session()
+    x = spectra(1, n)
+    benchmark.group = "latency, batch 1 (ORT CPU, product)"
+    benchmark.extra_info.update(model.info(), length=n, batch=1)
+    rounds = sizes.rounds(100 if length > 16384 else 200)
+    benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=3)
+    recorder(benchmark, spectra=1, points=n, flop=model.gflop(n) * 1e9)
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_throughput(benchmark, models, sizes, recorder, batch):
+    model = models["product"]
+    n = sizes.length(L)
+    session = model.session()
+    x = spectra(batch, n)
+    benchmark.group = f"throughput, L={L} (ORT CPU, product)"
+    benchmark.extra_info.update(model.info(), length=n, batch=batch)
+    rounds = sizes.rounds({1: 50, 8: 20, 64: 5}[batch])
+    benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=1)
+    recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def _torch_runner(model, backend: str, x: np.ndarray, benchmark, compile_backend: str):
+    """A callable running the torch baseline on x, warmed up (compiled) outside the timing."""
+    import copy
+    import time
+
+    import torch
+
+    device = "cuda" if backend == "torch-cuda" else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"torch {torch.__version__} sees no CUDA device")
+    module = model.torch_module()
+    if device == "cuda":
+        module = copy.deepcopy(module).to(device)  # the CPU baselines keep the shared one
+    if backend == "torch-compile":
+        started = time.perf_counter()
+        module = torch.compile(module, backend=compile_backend)
+        with torch.inference_mode():
+            module(torch.from_numpy(x))  # compilation happens here, outside the timed rounds
+        benchmark.extra_info["compile_s"] = time.perf_counter() - started
+        benchmark.extra_info["compile_backend"] = compile_backend
+    xt = torch.from_numpy(x).to(device)
+
+    def run():
+        with torch.inference_mode():
+            y = module(xt)
+            return y.cpu() if device == "cuda" else y  # the result on the host, like ORT
+
+    return run
+
+
+def _gpu_session_runner(model, backend: str, x: np.ndarray, cache):
+    from nmrladder.runtime.errors import BackendUnavailable
+
+    try:
+        if backend == "ort-cuda":
+            session = model.session(provider="cuda")
+        else:
+            session = _tensorrt_session(model, x.shape, cache)
+    except BackendUnavailable as err:
+        pytest.skip(str(err))
+    return lambda: session.run(x)
+
+
+def _tensorrt_session(model, shape: tuple[int, int], cache):
+    """A native fp16 engine with one profile around ``shape``, built once into the cache."""
+    from nmrladder.runtime.sessions import TensorRTSession
+
+    plan = _tensorrt_plan(model, shape, cache)
+    return TensorRTSession(plan)
+
+
+def _tensorrt_plan(model, shape: tuple[int, int], cache):
+    from nmrladder.export.tensorrt_build import Profile, build_engine
+    from nmrladder.runtime.cuda import import_tensorrt
+
+    import_tensorrt()  # BackendUnavailable before any building
+    batch, length = shape
+    plan = cache / f"{model.onnx_path.stem}-b{batch}-l{length}.fp16.plan"
+    if not plan.is_file():
+        profile = Profile(length, length, length, 1, batch, max(batch, 8))
+        build_engine(
+            model.onnx_path,
+            plan,
+            precision="fp16",
+            profiles=(profile,),
+            timing_cache=cache / "tensorrt.timing-cache",
+        )
+    return plan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("role", ("product", "method"))
+def test_backend(benchmark, models, sizes, recorder, role, backend):
+    from nmrladder.runtime.sessions import OrtSession
+
+    model = models[role]
+    n = sizes.length(L)
+    x = spectra(BACKEND_BATCH, n)
+    benchmark.group = f"backends {role}, batch {BACKEND_BATCH}, L={L}"
+    benchmark.extra_info.update(model.info(), length=n, batch=BACKEND_BATCH, backend=backend)
+    if backend == "ort-cpu":
+        session = model.session()
+        run = lambda: session.run(x)  # noqa: E731
+    elif backend == "ort-cpu-opset20":
+        variant = OrtSession(model.exported_at_opset(20, sizes.cache), threads=sizes.threads)
+        run = lambda: variant.run(x)  # noqa: E731
+    elif backend.startswith("torch"):
+        run = _torch_runner(model, backend, x, benchmark, sizes.compile_backend)
+    else:
+        run = _gpu_session_runner(model, backend, x, sizes.cache)
+    reference = models[role].session().run(x) if backend != "ort-cpu" else None
+    out = np.asarray(run())  # also the warm-up: kernels chosen, memory allocated
+    if reference is not None:
+        # the same weights and the same function, within float32 / fp16 tolerances
+        tolerance = 3e-2 if backend == "tensorrt" else 1e-3
+        error = float(np.max(np.abs(out - reference)) / np.max(np.abs(reference)))
+        benchmark.extra_info["max_rel_diff_vs_ort_cpu"] = error
+        assert error <= tolerance, f"{backend} differs from ORT CPU by {error:g} of the scale"
+    heavy = model.gflop(n) * BACKEND_BATCH > 50  # METHOD's default: seconds per call
+    rounds = sizes.rounds(5 if heavy else 10)
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if heavy else 1)
+    recorder(
+        benchmark,
+        spectra=BACKEND_BATCH,
+        points=BACKEND_BATCH * n,
+        flop=BACKEND_BATCH * model.gflop(n) * 1e9,
+    )
+
+
+# --------------------------------------------------------------------------- cold start
+
+
+@pytest.mark.parametrize("role", ("product", "method"))
+def test_cold_session(benchmark, models, sizes, role):
+    """Creating the ONNX Runtime session: parse, graph optimisation, weight pre-packing."""
+    from nmrladder.runtime.sessions import OrtSession
+
+    model = models[role]
+    benchmark.group = "cold start"
+    benchmark.extra_info.update(model.info(), stage="session creation")
+    benchmark.pedantic(
+        OrtSession, (model.onnx_path,), {"threads": sizes.threads}, rounds=sizes.rounds(5)
+    )
+
+
+@pytest.mark.parametrize("role", ("product", "method"))
+def test_cold_first_inference(benchmark, models, sizes, role):
+    """The first run of a fresh session (one spectrum, L = 16384): buffer planning and
+    allocation happen here. extra_info ``steady_s`` is a later run of the same session, so
+    the difference is what the first call costs on top."""
+    import time
+
+    model = models[role]
+    x = spectra(1, sizes.length(L))
+    sessions = []
+
+    def fresh():
+        sessions.append(model.session())
+        return (sessions[-1],), {}
+
+    benchmark.group = "cold start"
+    benchmark.extra_info.update(model.info(), stage="first inference", length=x.shape[1])
+    benchmark.pedantic(lambda s: s.run(x), setup=fresh, rounds=sizes.rounds(5))
+    steady = []
+    for _ in range(3):
+        started = time.perf_counter()
+        sessions[-1].run(x)
+        steady.append(time.perf_counter() - started)
+    benchmark.extra_info["steady_s"] = float(np.median(steady))
+
+
+@pytest.mark.parametrize("role", ("product", "method"))
+def test_cold_tensorrt_engine(benchmark, models, sizes, role):
+    """Deserialising a TensorRT engine and creating its execution context."""
+    from nmrladder.runtime.errors import BackendUnavailable
+    from nmrladder.runtime.sessions import TensorRTSession
+
+    model = models[role]
+    try:
+        plan = _tensorrt_plan(model, (BACKEND_BATCH, sizes.length(L)), sizes.cache)
+    except BackendUnavailable as err:
+        pytest.skip(str(err))
+    benchmark.group = "cold start"
+    benchmark.extra_info.update(model.info(), stage="TensorRT engine deserialisation")
+    benchmark.pedantic(TensorRTSession, (plan,), rounds=sizes.rounds(5))

@@ -1,0 +1,380 @@
+"""Render saved pytest-benchmark JSON as markdown tables tagged with the machine.
+
+    .venv/bin/python benchmarks/report.py RESULT.json [MORE.json ...] [--out-dir DIR] [--quiet]
+                                          [--save-json]
+
+Writes ``DIR/<machine tag>.md`` (default DIR: benchmarks/results; ``-quick`` / ``-smoke`` is
+appended to the name for those modes) and prints it; --save-json keeps the JSON beside it under
+the same name. One table per benchmark group (median, p99, min, rounds, rates, the load average
+when each benchmark started, each row's time over the group's first row's), then the derived
+figures: ORT CPU over torch eager and torch.compile per model, end-to-end throughput over pure
+inference, the overlap of the pipeline's stages, preprocessing per spectrum as a share of the
+job's time per spectrum, the network's GFLOP/s over the machine's sgemm peak, and the ORT
+profile's time per op type.
+
+Works on any pytest-benchmark JSON (groups it does not know get the plain table); the
+figures come from the ``extra_info`` the suites of this folder record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {"ort_over_eager_method": 1.6, "e2e_fraction": 0.85, "preprocess_share": 0.05}
+# A benchmark during which other processes took more of the CPU than this is marked: on a
+# 2-core machine one busy neighbour descheduling an inference thread can triple a time.
+DISTURBED = 0.10
+
+
+def disturbed(*benches: dict) -> bool:
+    return any(b["extra_info"].get("others_cpu_share", 0.0) > DISTURBED for b in benches)
+
+
+def load(paths: list[Path]) -> dict:
+    """The first file's header with every file's benchmarks; a benchmark that a later file
+    holds too (a group re-run on a quieter moment) is replaced by the later one, in place."""
+    merged: dict = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if not merged:
+            merged = data
+            merged["benchmarks"] = list(data["benchmarks"])
+            continue
+        index = {b["fullname"]: i for i, b in enumerate(merged["benchmarks"])}
+        for bench in data["benchmarks"]:
+            if bench["fullname"] in index:
+                merged["benchmarks"][index[bench["fullname"]]] = bench
+            else:
+                merged["benchmarks"].append(bench)
+        merged.setdefault("reruns", []).append(
+            {
+                "datetime": data.get("datetime"),
+                "benchmarks": len(data["benchmarks"]),
+                "load_average_at_start": machine(data).get("load_average_at_start"),
+                "load_average_at_end": data.get("nmrladder", {}).get("load_average_at_end"),
+            }
+        )
+    return merged
+
+
+def machine(data: dict) -> dict:
+    ours = data["machine_info"].get("nmrladder")
+    if ours:
+        return ours
+    cpu = data["machine_info"].get("cpu", {})
+    brand = cpu.get("brand_raw", data["machine_info"].get("machine", "unknown"))
+    tag = "-".join(brand.lower().split()) + f"-{cpu.get('count', '?')}c"
+    return {"tag": tag, "cpu": brand, "cores": cpu.get("count", "?"), "mode": "full"}
+
+
+def seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}" if value < 1000 * scale else f"{value:.0f} s"
+    return f"{value * 1e9:.0f} ns"
+
+
+def rate(value) -> str:
+    if value is None:
+        return ""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g}"
+
+
+def short_name(bench: dict) -> str:
+    return bench["name"].removeprefix("test_")
+
+
+def groups(data: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for bench in data["benchmarks"]:
+        out.setdefault(bench["group"] or "(no group)", []).append(bench)
+    return out
+
+
+def group_table(benches: list[dict]) -> list[str]:
+    first = benches[0]["stats"]["median"]
+    lines = [
+        "| benchmark | median (p50) | p99 | min | rounds | spectra/s | points/s | GFLOP/s "
+        "| load at start | others' CPU | time / first row |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for bench in benches:
+        stats, extra = bench["stats"], bench.get("extra_info", {})
+        p99 = extra.get("p99_s")
+        if p99 is None and stats.get("data"):
+            ordered = sorted(stats["data"])
+            p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+        load = extra.get("load_average_at_start", [None])[0]
+        gflops = extra.get("gflop_per_s")
+        others = extra.get("others_cpu_share")
+        lines.append(
+            f"| {short_name(bench)} | {seconds(stats['median'])} | "
+            f"{seconds(p99) if p99 is not None else ''} | {seconds(stats['min'])} | "
+            f"{stats['rounds']} | {rate(extra.get('spectra_per_s'))} | "
+            f"{rate(extra.get('points_per_s'))} | "
+            f"{'' if gflops is None else format(gflops, '.1f')} | "
+            f"{'' if load is None else format(load, '.2f')} | "
+            f"{'' if others is None else format(others, '.0%')}"
+            f"{' (disturbed)' if disturbed(bench) else ''} | {stats['median'] / first:.2f}x |"
+        )
+    return lines
+
+
+def _by_name(benches: list[dict]) -> dict[str, dict]:
+    return {short_name(b): b for b in benches}
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def derived(data: dict) -> list[str]:
+    """Ratios and shares computed from the suites' benchmarks (skips what did not run)."""
+    grouped = groups(data)
+    peaks = grouped.get("peak", [])
+    best = max(peaks, key=lambda b: b["extra_info"].get("gflop_per_s", 0.0), default=None)
+    peak = best["extra_info"].get("gflop_per_s", 0.0) if best else 0.0
+    lines: list[str] = []
+    if best:
+        extra = best["extra_info"]
+        lines.append(
+            f"- **Peak**: {peak:.1f} GFLOP/s (float32 sgemm {extra['n']} x {extra['n']}, "
+            f"{extra['threads']} threads, {extra['library']}; the faster library)"
+            + (" [disturbed: others took CPU]." if disturbed(*peaks) else ".")
+        )
+    network = {}
+    for group, benches in grouped.items():
+        if group.startswith("backends "):
+            lines += _backends(group.split()[1], benches, peak)
+            for bench in benches:
+                if bench["extra_info"].get("backend") == "ort-cpu":
+                    network[bench["extra_info"]["model"]] = bench["extra_info"]["gflop_per_s"]
+    lines += _cold_start(grouped.get("cold start", []))
+    lines += _end_to_end(grouped.get("end to end", []))
+    lines += _profile(grouped.get("ORT profile", []), network, peak)
+    return lines
+
+
+BACKEND_NAMES = (
+    ("ort-cpu-opset20", "ORT CPU on the opset-20 export (Gelu op)"),
+    ("torch-eager", "torch eager"),
+    ("torch-compile", "torch.compile"),
+    ("ort-cuda", "ORT CUDA"),
+    ("torch-cuda", "torch CUDA"),
+    ("tensorrt", "TensorRT fp16"),
+)
+
+
+def _backends(role: str, benches: list[dict], peak: float) -> list[str]:
+    """ORT CPU's speed over every other backend that ran, and its efficiency."""
+    named = {b["extra_info"].get("backend"): b for b in benches}
+    ort = named.get("ort-cpu")
+    if not ort:
+        return []
+    extra, median = ort["extra_info"], ort["stats"]["median"]
+    parts = []
+    for other, what in BACKEND_NAMES:
+        if other not in named:
+            continue
+        ratio = named[other]["stats"]["median"] / median
+        target = ""
+        if role == "method" and other == "torch-eager":
+            goal = TARGETS["ort_over_eager_method"]
+            target = f" (target >= {goal}x: {met(ratio >= goal)})"
+        note = " [disturbed: others took CPU]" if disturbed(ort, named[other]) else ""
+        parts.append(f"{ratio:.2f}x {what}{target}{note}")
+    gflops = extra["gflop_per_s"]
+    per_spectrum = extra["gflop_per_call"] / extra["batch"]
+    efficiency = f" = **{gflops / peak:.0%} of the sgemm peak**" if peak else ""
+    if disturbed(ort):
+        efficiency += " [disturbed: others took CPU]"
+    return [
+        f"- **{extra.get('model', role)}**, ORT CPU at batch {extra['batch']}, "
+        f"L={extra['length']}: {rate(extra['spectra_per_s'])} spectra/s x "
+        f"{per_spectrum:.2f} GFLOP/spectrum = {gflops:.1f} GFLOP/s{efficiency}. "
+        f"ORT CPU is faster than: {'; '.join(parts) or 'no other backend ran'} "
+        "(ratios of medians; below 1 means ORT CPU is slower)."
+    ]
+
+
+def _cold_start(benches: list[dict]) -> list[str]:
+    """Session creation plus the first inference's extra cost over a steady run."""
+    lines = []
+    for bench in benches:
+        extra = bench["extra_info"]
+        if extra.get("stage") != "first inference" or "steady_s" not in extra:
+            continue
+        model = extra.get("model", short_name(bench))
+        session = next(
+            (
+                b["stats"]["median"]
+                for b in benches
+                if b["extra_info"].get("stage") == "session creation"
+                and b["extra_info"].get("model") == model
+            ),
+            0.0,
+        )
+        first, steady = bench["stats"]["median"], extra["steady_s"]
+        lines.append(
+            f"- **Cold start, {model}**: session {seconds(session)} + first inference "
+            f"{seconds(first)} (a steady one: {seconds(steady)}; the first call costs "
+            f"{seconds(max(first - steady, 0.0))} more) = {seconds(session + first)} to the "
+            "first result."
+        )
+    return lines
+
+
+def _end_to_end(benches: list[dict]) -> list[str]:
+    named = _by_name(benches)
+    job, pure = named.get("denoise_job"), named.get("pure_inference")
+    if not job or not pure:
+        return []
+    extra = job["extra_info"]
+    n = extra["files"]
+    fraction = pure["stats"]["median"] / job["stats"]["median"]
+    per_spectrum = job["stats"]["median"] / n
+    stages = extra.get("stage_seconds", {})
+    lines = [
+        f"- **End to end** ({n} .npy files of {extra['length']} points, batch {extra['batch']}): "
+        f"{rate(n / job['stats']['median'])} spectra/s file to file, "
+        f"{rate(n / pure['stats']['median'])} spectra/s pure inference on the same spectra: "
+        f"**{fraction:.0%} of pure inference** (target >= {TARGETS['e2e_fraction']:.0%}: "
+        f"{met(fraction >= TARGETS['e2e_fraction'])})"
+        + (" [disturbed: others took CPU]." if disturbed(job, pure) else "."),
+    ]
+    if stages:
+        wall = extra["wall_seconds"]
+        shown = ", ".join(f"{k} {v:.3f} s" for k, v in stages.items())
+        lines.append(
+            f"  Stages of the median round (summed over the stage's threads): {shown}; wall "
+            f"{wall:.3f} s; overlap (sum of stage times / wall) **{extra['overlap']:.2f}**."
+        )
+    for name, what in (
+        ("read_scale", "read + scale (one reader)"),
+        ("scale_unscale", "scaling in and out"),
+    ):
+        if name in named:
+            share = named[name]["stats"]["median"] / per_spectrum
+            target = TARGETS["preprocess_share"]
+            lines.append(
+                f"  Preprocessing per spectrum, {what}: "
+                f"{seconds(named[name]['stats']['median'])} = **{share:.1%}** of the job's "
+                f"{seconds(per_spectrum)} per spectrum (target <= {target:.0%}: "
+                f"{met(share <= target)})."
+            )
+    return lines
+
+
+CONVS = ("Conv", "ConvTranspose")
+
+
+def _profile(benches: list[dict], network: dict[str, float], peak: float) -> list[str]:
+    """Op-type shares side by side, and the convolutions' own rate: the network's GFLOP/s
+    (``network``: model -> ORT CPU GFLOP/s, batch 8) over the convolutions' share of the time
+    (the FLOP count is the convolutions'; everything else is memory traffic)."""
+    if not benches:
+        return []
+    columns = [
+        (b["extra_info"].get("model", short_name(b)), b["extra_info"]["op_shares"]) for b in benches
+    ]
+    ops: list[str] = []
+    for _, shares in columns:
+        ops += [op for op in list(shares)[:8] if op not in ops]
+    lines = [
+        "",
+        "ORT CPU profile, share of node time per op type (batch "
+        f"{benches[0]['extra_info'].get('batch')}, L={benches[0]['extra_info'].get('length')}):",
+        "",
+        "| op type | " + " | ".join(label for label, _ in columns) + " |",
+        "| --- |" + " ---: |" * len(columns),
+    ]
+    for op in ops:
+        cells = [f"{shares.get(op, 0.0):.1%}" for _, shares in columns]
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    rows = []
+    for label, shares in columns:
+        conv = sum(shares.get(op, 0.0) for op in CONVS)
+        if label in network and conv > 0:
+            rate_conv = network[label] / conv
+            of_peak = f" ({rate_conv / peak:.0%} of the peak)" if peak else ""
+            rows.append(
+                f"- {label}: convolutions {conv:.0%} of the time at {rate_conv:.1f} GFLOP/s"
+                f"{of_peak}; the other {1 - conv:.0%} is elementwise and normalisation passes."
+            )
+    return lines + ([""] + rows if rows else [])
+
+
+def render(data: dict) -> str:
+    info = machine(data)
+    end = data.get("nmrladder", {}).get("load_average_at_end")
+    commit = data.get("commit_info", {})
+    header = [
+        f"# nmrladder benchmarks on `{info['tag']}`",
+        "",
+        f"- Machine: {info.get('cpu')}, {info.get('cores')} cores"
+        + (", AVX-512" if info.get("avx512") else "")
+        + (f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"),
+        f"- Versions: numpy {info.get('numpy')}, onnxruntime {info.get('onnxruntime')}, "
+        f"torch {info.get('torch')}, Python {data['machine_info'].get('python_version')}",
+        f"- Threads: {info.get('threads')} (ORT intra-op, torch.set_num_threads); mode "
+        f"{info.get('mode')}",
+        f"- Run: {data.get('datetime', '?')[:19]} UTC, commit {str(commit.get('id', '?'))[:10]}"
+        + (" (dirty)" if commit.get("dirty") else ""),
+        f"- Load average (1, 5, 15 min): {info.get('load_average_at_start')} at the start, "
+        f"{end} at the end; per benchmark: the 1-min load when it started, and the share of "
+        "the machine's CPU that other processes took while it ran (others' CPU; 50 % on 2 "
+        "cores = one core taken)",
+    ]
+    for rerun in data.get("reruns", []):
+        header.append(
+            f"- Re-run on {str(rerun['datetime'])[:19]} UTC, replacing {rerun['benchmarks']} "
+            f"benchmarks: load average {rerun['load_average_at_start']} at the start, "
+            f"{rerun['load_average_at_end']} at the end"
+        )
+    body = []
+    for group, benches in groups(data).items():
+        body += ["", f"## {group}", ""] + group_table(benches)
+    figures = derived(data)
+    if figures:
+        body += ["", "## Derived figures", ""] + figures
+    skipped = data.get("nmrladder", {}).get("skipped", [])
+    if skipped:
+        body += ["", "## Skipped", ""] + [f"- `{name}`: {reason}" for name, reason in skipped]
+    return "\n".join(header + body) + "\n"
+
+
+def output_name(data: dict) -> str:
+    info = machine(data)
+    mode = info.get("mode", "full")
+    return info["tag"] + ("" if mode == "full" else f"-{mode}") + ".md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", nargs="+", type=Path, help="pytest-benchmark JSON file(s)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"default: {RESULTS}")
+    parser.add_argument("--quiet", action="store_true", help="write the file, print its path")
+    parser.add_argument(
+        "--save-json", action="store_true", help="also save the (merged) JSON beside the markdown"
+    )
+    args = parser.parse_args(argv)
+    data = load(args.json)
+    text = render(data)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    path = args.out_dir / output_name(data)
+    path.write_text(text)
+    if args.save_json:
+        path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    print(path if args.quiet else text + f"\n(written to {path})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The speed suites keep working: ``nmrladder bench`` on tiny shapes, each body run once.
+
+NMRLADDER_BENCH_SMOKE=1 shrinks the suites (tiny models, lengths / 32, one round,
+torch.compile through aot_eager; see benchmarks/conftest.py), so this runs the CLI, the three
+suites and benchmarks/report.py end to end in well under a minute. It checks that they run
+and render, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nmrladder.cli import main
+
+GROUPS = (
+    "latency, batch 1 (ORT CPU, product)",
+    "throughput, L=16384 (ORT CPU, product)",
+    "backends product, batch 8, L=16384",
+    "backends method, batch 8, L=16384",
+    "cold start",
+    "end to end",
+    "peak",
+    "ORT profile",
+)
+
+
+def test_bench_verb_has_help_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--quick" in text and "examples:" in text and "nmrladder bench --quick" in text
+
+
+def test_bench_suites_run_and_render(tmp_path):
+    env = dict(
+        os.environ,
+        NMRLADDER_BENCH_SMOKE="1",
+        NMRLADDER_BENCH_CACHE=str(tmp_path / "cache"),
+    )
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "nmrladder.cli", "bench", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (markdown,) = out.glob("*-smoke.md")
+    (saved,) = out.glob("*-smoke.json")
+    text = markdown.read_text()
+    assert markdown.stem.removesuffix("-smoke") in text.splitlines()[0]  # the machine tag
+    for group in GROUPS:
+        assert f"## {group}" in text
+    for figure in ("**Peak**", "of the sgemm peak", "of pure inference", "overlap"):
+        assert figure in text
+    assert "## Skipped" in text or "torch CUDA" in text  # GPU rows run or say why not
+    assert text in done.stdout  # the verb prints the tables
+    data = json.loads(saved.read_text())
+    ran = {b["name"] for b in data["benchmarks"]}
+    assert {"test_denoise_job", "test_pure_inference", "test_peak_sgemm[torch]"} <= ran
+    job = next(b for b in data["benchmarks"] if b["name"] == "test_denoise_job")
+    assert set(job["extra_info"]["stage_seconds"]) == {"read+scale", "infer", "write"}
+    assert data["machine_info"]["nmrladder"]["cores"] >= 1

@@ -30,6 +30,7 @@ import torch
 from nmrladder.runtime.atomic import write_text_atomic
 from nmrladder.runtime.errors import InputError
 from nmrladder.train import checkpoint as ckpt
+from nmrladder.train import distributed
 from nmrladder.train.config import model_config, write_config
 from nmrladder.train.data import Batch, BatchSampler, Prepared, RungPlan
 from nmrladder.train.losses import (
@@ -172,9 +173,10 @@ def shift_linear(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return (1 - a) * torch.gather(x, -1, i0) + a * torch.gather(x, -1, i1)
 
 
-def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
-    """The batch as torch tensors (float32 spectra, bool masks, float64 shifts and T)."""
-    return {
+def to_tensors(batch: Batch, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The batch as torch tensors (float32 spectra, bool masks, float64 shifts and T), on
+    device when given."""
+    tensors = {
         "inputs": torch.from_numpy(batch.inputs),
         "targets": torch.from_numpy(batch.targets),
         "peak_mask": torch.from_numpy(batch.peak_mask),
@@ -185,6 +187,9 @@ def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
         "rungs": torch.from_numpy(batch.rungs),
         "T": torch.from_numpy(np.asarray(batch.T, dtype=np.float32)),
     }
+    if device is None or device.type == "cpu":
+        return tensors
+    return {k: v.to(device, non_blocking=True) for k, v in tensors.items()}
 
 
 def denoise_rows(model: torch.nn.Module, inputs: torch.Tensor, centers: torch.Tensor,
@@ -318,6 +323,9 @@ def configure_torch(config: Mapping[str, Any]) -> None:
     torch.set_num_threads(run["threads"])
     torch.manual_seed(run["seed"])
     if run["deterministic"]:
+        if run["device"] == "cuda":
+            # cuBLAS is deterministic only with a fixed workspace (torch's reproducibility notes).
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 
@@ -328,7 +336,7 @@ def _optimizer(model: torch.nn.Module, config: Mapping[str, Any]) -> torch.optim
 
 
 def validation_losses(model: torch.nn.Module, sampler: BatchSampler, n_batches: int,
-                      plan: StepPlan) -> dict[str, float]:
+                      plan: StepPlan, device: torch.device | None = None) -> dict[str, float]:
     """Mean loss terms over the fixed validation batches 0..n_batches-1 (all rungs, no
     curriculum), with the weights of plan for the total."""
     plan = dataclasses.replace(plan, rungs=RungPlan("all"), pair_min_rung=0)
@@ -337,7 +345,7 @@ def validation_losses(model: torch.nn.Module, sampler: BatchSampler, n_batches: 
     model.eval()
     with torch.no_grad():
         for i in range(n_batches):
-            terms = loss_terms(model, to_tensors(sampler.batch(i, plan.rungs)), plan)
+            terms = loss_terms(model, to_tensors(sampler.batch(i, plan.rungs), device), plan)
             _, log = total_loss(terms, plan.weights)
             for key, value in log.items():
                 sums[key] = sums.get(key, 0.0) + value / n_batches
@@ -358,10 +366,24 @@ def train(
     config: the resolved config (config.load_config). resume: continue from
     RUN/checkpoints/latest (the run's config.toml must equal config, but for [run]
     progress and threads). on_step(step, log) is called after every step (1-based count).
+    Under torchrun every rank calls this with the same arguments; each trains on its rows of
+    the global batch (distributed.py) and only rank 0 writes to run_dir.
     Returns a TrainResult.
     """
     run_dir = Path(run_dir)
     configure_torch(config)
+    run = config["run"]
+    data_cfg = config["data"]
+    ctx = distributed.context(run["device"], data_cfg["batch_size"])
+    try:
+        return _train(config, data, run_dir, val_data, resume, on_step, ctx)
+    finally:
+        distributed.close(ctx)
+
+
+def _train(config: Mapping[str, Any], data: Prepared, run_dir: Path, val_data: Prepared | None,
+           resume: bool, on_step: Callable[[int, dict[str, float]], None] | None,
+           ctx: distributed.Context) -> TrainResult:
     run = config["run"]
     data_cfg = config["data"]
     sampler = BatchSampler(data, data_cfg["batch_size"], data_cfg["crop_length"], run["seed"],
@@ -369,7 +391,8 @@ def train(
     schedule = Schedule(config, sampler.steps_per_epoch, data.rungs)
     if schedule.total_steps < 1:
         raise InputError("the stages add up to 0 steps: set stage_a/stage_b epochs or steps")
-    model = build_model(model_config(config))
+    # On its device before the optimizer exists, so a resumed AdamW state lands there too.
+    model = build_model(model_config(config)).to(ctx.device)
     optimizer = _optimizer(model, config)
 
     start = 0
@@ -382,61 +405,71 @@ def train(
         elapsed = float(state.get("seconds", 0.0))
     else:
         elapsed = 0.0
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(config, run_dir / "config.toml")
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(config, run_dir / "config.toml")
+    net = distributed.wrap(model, ctx)
 
-    log = CsvLog(run_dir / "log.csv", LOG_COLUMNS, keep_until=start if resume else None)
+    keep = start if resume else None
+    log = CsvLog(run_dir / "log.csv", LOG_COLUMNS, keep_until=keep) if ctx.is_main else None
     val_log = None
     val_sampler = None
-    if val_data is not None:
-        val_log = CsvLog(run_dir / "val.csv", VAL_COLUMNS, keep_until=start if resume else None)
+    if val_data is not None and ctx.is_main:
+        val_log = CsvLog(run_dir / "val.csv", VAL_COLUMNS, keep_until=keep)
         val_sampler = BatchSampler(val_data, data_cfg["batch_size"],
                                    min(data_cfg["crop_length"], val_data.length),
                                    run["seed"] + VAL_SEED_OFFSET, data_cfg["peak_crop_fraction"])
 
     from tqdm.auto import tqdm
 
-    print(f"train: {len(data)} ladders x {data.rungs} rungs x {data.length} points, "
+    say = print if ctx.is_main else (lambda *_: None)
+    ranks = f", {ctx.world_size} ranks x {data_cfg['batch_size'] // ctx.world_size} ladders" \
+        if ctx.distributed else ""
+    say(f"train: {len(data)} ladders x {data.rungs} rungs x {data.length} points, "
           f"{count_parameters(model) / 1e6:.3f} M parameters, {schedule.total_steps} steps "
           f"({schedule.stage_steps['stage_a']} stage A + {schedule.stage_steps['stage_b']} "
           f"stage B, {sampler.steps_per_epoch} per epoch)" + (f", resuming at {start}"
-                                                               if start else ""))
+                                                               if start else "") + ranks)
     bar = tqdm(total=schedule.total_steps, initial=start, unit="step", desc="train",
-               disable=not run["progress"], dynamic_ncols=True)
+               disable=not (run["progress"] and ctx.is_main), dynamic_ncols=True)
     clip = config["optim"]["grad_clip"]
     last: dict[str, float] = {}
     val_terms: dict[str, float] = {}
     began = time.perf_counter()
-    model.train()
+    net.train()
     try:
         for step in range(start, schedule.total_steps):
             plan = schedule.plan(step)
             for group in optimizer.param_groups:
                 group["lr"] = plan.lr
-            batch = sampler.batch(step, plan.rungs)
-            terms = loss_terms(model, to_tensors(batch), plan)
+            batch = distributed.shard(sampler.batch(step, plan.rungs), ctx)
+            terms = loss_terms(net, to_tensors(batch, ctx.device), plan)
             loss, values = total_loss(terms, plan.weights)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under DDP: gradients averaged over the ranks here
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 model.parameters(), clip if clip > 0 else math.inf)
             optimizer.step()
             done = step + 1
             seconds = elapsed + time.perf_counter() - began
-            last = {**values, "grad_norm": float(grad_norm)}
+            last = {**ctx.mean(values), "grad_norm": float(grad_norm)}
+            if not ctx.is_main:
+                bar.update(1)
+                continue
             log.write({"step": done, "stage": plan.stage, "epoch": plan.epoch, "lr": plan.lr,
                        **last, "peak_weight": plan.peak_weight,
                        "pair_min_rung": plan.pair_min_rung, "rungs": batch.rungs.shape[1],
                        "seconds": seconds})
             bar.update(1)
             if done % 10 == 0 or done == schedule.total_steps:
-                bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in last.items()}, refresh=False)
             if on_step is not None:
                 on_step(done, last)
             final = done == schedule.total_steps
             if val_sampler is not None and (final or (run["val_every"]
                                                       and done % run["val_every"] == 0)):
-                val_terms = validation_losses(model, val_sampler, data_cfg["val_batches"], plan)
+                val_terms = validation_losses(model, val_sampler, data_cfg["val_batches"], plan,
+                                              ctx.device)
                 val_log.write({"step": done, "stage": plan.stage, **val_terms})
             if final or (run["checkpoint_every"] and done % run["checkpoint_every"] == 0):
                 ckpt.save_checkpoint(run_dir, done, model, optimizer,
@@ -446,10 +479,13 @@ def train(
                                      keep=run["keep_checkpoints"])
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
         if val_log is not None:
             val_log.close()
-    ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE, schedule.total_steps)
+    if ctx.is_main:
+        ckpt.save_weights(model, run_dir / ckpt.MODEL_FILE, schedule.total_steps)
+    ctx.barrier()  # the other ranks return once the final weights exist
     spent = time.perf_counter() - began
     return TrainResult(run_dir, schedule.total_steps, spent, last, val_terms)
 
@@ -460,7 +496,7 @@ def check_resume_config(run_dir: str | os.PathLike, config: Mapping[str, Any]) -
     from nmrladder.train.config import load_config
 
     saved = load_config(Path(run_dir) / "config.toml")
-    ignore = ("progress", "threads")
+    ignore = ("progress", "threads", "device")
     a = {**saved, "run": {k: v for k, v in saved["run"].items() if k not in ignore}}
     b = {**config, "run": {k: v for k, v in config["run"].items() if k not in ignore}}
     if a != b:

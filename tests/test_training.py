@@ -237,3 +237,22 @@ def test_cli_rejects_unknown_keys(ladders, tmp_path, capsys):
     assert code == 2
     assert "unknown key 'optim.learning_rate'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_export_hook_writes_an_onnx_equal_to_the_trained_model(ladders, tmp_path):
+    pytest.importorskip("onnxruntime")
+    data = tmp_path / "train.h5"
+    ladders.save(data)
+    run, models = tmp_path / "run", tmp_path / "models"
+    sets = [arg for value in [*TINY, "stage_a.steps=2", "stage_b.steps=1"]
+            for arg in ("--set", value)]
+    assert main(["train", "--data", str(data), "--out", str(run), "--export", str(models),
+                 "--export-name", "tiny", *sets]) == 0
+    from nmrladder.runtime import Denoiser
+    from nmrladder.train.inference import TorchDenoiser, load_run
+
+    x = ladders.x[:3, 0]
+    expected = TorchDenoiser(load_run(run)[0]).denoise(x)
+    got = Denoiser(models / "tiny.onnx").denoise(x)
+    scale = np.max(np.abs(expected))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmrladder.runtime.errors import BackendUnavailable, InputError, ModelError
+from nmrladder.runtime.errors import InputError, ModelError
 
 __all__ = ["TorchDenoiser", "load_denoiser", "load_run"]
 
@@ -160,14 +160,8 @@ def load_denoiser(path: str | os.PathLike, batch_size: int = 8, threads: int | N
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ModelError(f"{path}: no such ONNX file")
-        try:
-            from nmrladder.runtime import Denoiser
-        except ImportError:
-            raise BackendUnavailable(
-                "onnx",
-                "nmrladder.runtime.Denoiser (the ONNX runtime path) is not part of this build "
-                "yet; evaluate the RUN directory instead",
-            ) from None
+        from nmrladder.runtime import Denoiser
+
         return Denoiser(path, batch_size=batch_size, threads=threads)
     if path.is_dir() or path.name in (CONFIG_NAME, WEIGHTS_NAME):
         model, _ = load_run(path)

@@ -20,6 +20,8 @@ EXAMPLES = """\
   nmrladder train --config train/configs/cpu_recipe.toml --data data/train/ladders.h5 --out runs/cpu
   nmrladder train --data ladders.csv --out runs/real --set data.t_source=t_hat --set optim.lr=1e-3
   nmrladder train --data data/train --out runs/r1 --resume      # continue from the last checkpoint
+  nmrladder train --config C.toml --data data/train --out runs/r2 --export models   # + ONNX
+  torchrun --standalone --nproc-per-node 2 -m nmrladder.cli train --data data/train --out runs/d
 """
 
 
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue RUN from checkpoints/latest with RUN/config.toml")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
+                        help="after training, export the final weights to DIR/NAME.onnx "
+                             "(dynamic batch and length, metadata, parity checked against "
+                             "the torch model; see `nmrladder export` for more formats)")
+    parser.add_argument("--export-name", default="model", metavar="NAME",
+                        help="file name of the export, without suffix (default: model)")
 
 
 def load_run_config(args: argparse.Namespace) -> dict:
@@ -68,11 +76,13 @@ def load_run_config(args: argparse.Namespace) -> dict:
 
 
 def after_training(run_dir: Path, args: argparse.Namespace) -> None:
-    """Runs once training has written RUN/model.safetensors: prints where everything is.
+    """Runs once training has written RUN/model.safetensors: exports it (--export) and
+    prints where everything is."""
+    if args.export is not None:
+        from nmrladder.export.exporter import export_run
 
-    The export issue hooks `--export DIR` in here (ONNX/TensorRT from run_dir); training
-    itself never exports.
-    """
+        summary = export_run(run_dir, args.export, formats=("onnx",), name=args.export_name)
+        print(f"exported:      {summary.onnx}; {summary.parity.summary()}")
     print(f"final weights: {run_dir / 'model.safetensors'}")
     print(f"config:        {run_dir / 'config.toml'}")
     print(f"log:           {run_dir / 'log.csv'}")

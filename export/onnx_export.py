@@ -10,6 +10,7 @@ saved beside it) before it replaces anything at the destination.
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ def _export_graph(model, path: Path, opset: int, max_length: int) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     blocks = torch.export.Dim("blocks", min=1, max=max_length // multiple)
     example = torch.zeros(EXAMPLE_BATCH, 64 * multiple)
+    # The exporter logs a warning per torchvision op it cannot register: noise for a U-Net.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # exporter-internal deprecations
         torch.onnx.export(
@@ -111,6 +114,7 @@ def _export_graph(model, path: Path, opset: int, max_length: int) -> None:
             output_names=[OUTPUT_NAME],
             opset_version=opset,
             external_data=False,
+            verbose=False,  # no per-phase progress lines from the exporter
         )
 
 

@@ -42,6 +42,16 @@ VARIANTS: dict[str, Variant] = {
         "L_rec weighs peaks like the baseline (peak weight 1, also late)",
         _both_stages("peak_weight=1.0", "late_peak_weight=1.0"),
     ),
+    "with_stage_b": Variant(
+        "METHOD's stage B after stage A: 1/9 of the budget with L_cons, L_T, every rung, SNR "
+        "curriculum (the stage-B defaults)",
+        ("stage_b.steps=1000", "stage_b.epochs=0", "stage_b.peak_weight=30.0",
+         'stage_b.rec_loss="smooth_l1"', "stage_b.huber_delta=2.0"),
+    ),
+    "l1_rec": Variant(
+        "METHOD's plain L1 for L_rec (instead of the config's smooth L1)",
+        _both_stages('rec_loss="l1"'),
+    ),
     "no_curv": Variant("no L_curv (l2 = 0, also late)", _both_stages("l2=0.0", "late_l2=0.0")),
     "no_cons_T": Variant("no L_cons and no L_T (l3 = l4 = 0)", _both_stages("l3=0.0", "l4=0.0")),
     "top_only": Variant(

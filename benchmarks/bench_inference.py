@@ -249,3 +249,34 @@ def test_cold_tensorrt_engine(benchmark, models, sizes, role):
     benchmark.group = "cold start"
     benchmark.extra_info.update(model.info(), stage="TensorRT engine deserialisation")
     benchmark.pedantic(TensorRTSession, (plan,), rounds=sizes.rounds(5))
+
+
+# --------------------------------------------------------------------------- model sizes
+
+# The quality-versus-cost curve of docs/training.md: the shipped architecture at three
+# widths (speed does not depend on the weights: seeded exports).
+SIZE_WIDTHS = {"w16": (16, 32, 64, 64), "w24": (24, 48, 96, 96), "w32": (32, 64, 128, 128)}
+
+
+@pytest.mark.parametrize("size", SIZE_WIDTHS)
+def test_model_size(benchmark, sizes, recorder, torch_threads, seeded_export, smoke_config,
+                    size):
+    from nmrladder.runtime.sessions import OrtSession
+    from nmrladder.train.model import ModelConfig, flops_per_spectrum
+
+    if sizes.smoke:
+        config = ModelConfig(**smoke_config)
+    else:
+        config = ModelConfig(depth=4, widths=SIZE_WIDTHS[size], dilations=(1, 2, 4, 8),
+                             stem_stride=4)
+    session = OrtSession(seeded_export(f"size-{size}", config), threads=sizes.threads)
+    n = sizes.length(L)
+    x = spectra(BACKEND_BATCH, n)
+    benchmark.group = f"model sizes, ORT CPU, batch {BACKEND_BATCH}, L={L}"
+    benchmark.extra_info.update(size=size, config=config.to_dict(), length=n,
+                                batch=BACKEND_BATCH)
+    benchmark.pedantic(session.run, (x,), rounds=sizes.rounds(15), iterations=1,
+                       warmup_rounds=1)
+    flop = flops_per_spectrum(config, n)
+    recorder(benchmark, spectra=BACKEND_BATCH, points=BACKEND_BATCH * n,
+             flop=BACKEND_BATCH * flop)

@@ -428,3 +428,16 @@ def models(sizes, torch_threads) -> dict[str, BenchModel]:
     out = {role: _make_model(role, sizes) for role in ("product", "method")}
     print(f"\n[bench] models ready in {time.perf_counter() - started:.1f} s")
     return out
+
+
+@pytest.fixture(scope="session")
+def seeded_export():
+    """export(name, config) -> an ONNX file of config with seeded weights (cached), for
+    benchmarks whose speed does not depend on trained weights."""
+    return lambda name, config: _export_seeded(name, config, CACHE)
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    """The tiny stand-in config of smoke mode."""
+    return SMOKE_CONFIGS["product"]

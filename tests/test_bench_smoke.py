@@ -26,6 +26,7 @@ GROUPS = (
     "end to end",
     "peak",
     "ORT profile",
+    "model sizes, ORT CPU, batch 8, L=16384",
 )
 
 

@@ -27,7 +27,7 @@ DESCRIPTION = (
 )
 EXAMPLES = """  nmrladder demo                      # everything into ./demo_out
   nmrladder demo --out /tmp/demo --samples 4 --seed 7
-  nmrladder demo --skip-training      # stages 1 and 2 only (no torch needed for stage 2)
+  nmrladder demo --skip-training      # stages 1 and 2 only (no training, no export)
 """
 
 

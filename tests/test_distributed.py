@@ -64,7 +64,7 @@ def read_log(path):
 def test_two_ranks_follow_one_process_with_the_same_global_batch(ladder_file, tmp_path):
     run_training(ladder_file, tmp_path / "one")
     out = run_training(ladder_file, tmp_path / "two", procs=2)
-    assert out.count("train: ") == 1, "only rank 0 prints"
+    assert out.count("train: ") == 1 and out.count("trained ") == 1, "only rank 0 prints"
     assert "2 ranks x 2 ladders" in out
     one, two = read_log(tmp_path / "one" / "log.csv"), read_log(tmp_path / "two" / "log.csv")
     assert [r["step"] for r in one] == [r["step"] for r in two] == [str(i) for i in range(1, 7)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 DESCRIPTION = (
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_run_config(args)
     run_dir = Path(args.out)
     progress = config["run"]["progress"]
-    cache = run_dir / "cache"
+    # Under torchrun (docs/scale-out.md) every rank runs this; rank 0 alone reports and
+    # exports, and each rank keeps its own on-disk cache (no two writers on one file).
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    cache = run_dir / "cache" / (f"rank{rank}" if world_size > 1 else "")
     data = prepare_from_config(list(args.data), config, cache, "train", progress)
     val = prepare_from_config(args.val, config, cache, "val", progress) if args.val else None
     try:
@@ -106,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         for prepared in (data, val):
             if hasattr(prepared, "close"):
                 prepared.close()
+    if rank != 0:
+        return 0
     last = ", ".join(f"{k} {v:.4g}" for k, v in result.last.items())
     print(f"trained {result.steps} steps in {result.seconds:.1f} s; last step: {last}")
     if result.val:

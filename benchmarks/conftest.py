@@ -68,26 +68,25 @@ SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "runtime" / "models" / "de
 # --------------------------------------------------------------------------- machine
 
 
-def cpu_model() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first /proc/cpuinfo line's value for field (None off Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def cpu_model() -> str:
     import platform
 
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set((_cpuinfo("flags") or "").split())
 
 
 def cores() -> int:

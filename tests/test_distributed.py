@@ -2,7 +2,6 @@
 loss trajectory of one process with the same global batch, only rank 0 writes, and a
 distributed run resumes exactly."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ torch = pytest.importorskip("torch")
 from nmrladder.train import distributed  # noqa: E402
 from nmrladder.train.data import Batch  # noqa: E402
 from nmrladder.train.simulate import simulate_ladders  # noqa: E402
+from nmrladder.train.training import read_log  # noqa: E402
 
 # Both stages, so L_cons and L_T (means over rung pairs) are in the comparison too.
 CONFIG = [
@@ -56,18 +56,13 @@ def run_training(data, out, procs=1, extra=()):
     return done.stdout
 
 
-def read_log(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_two_ranks_follow_one_process_with_the_same_global_batch(ladder_file, tmp_path):
     run_training(ladder_file, tmp_path / "one")
     out = run_training(ladder_file, tmp_path / "two", procs=2)
     assert out.count("train: ") == 1 and out.count("trained ") == 1, "only rank 0 prints"
     assert "2 ranks x 2 ladders" in out
     one, two = read_log(tmp_path / "one" / "log.csv"), read_log(tmp_path / "two" / "log.csv")
-    assert [r["step"] for r in one] == [r["step"] for r in two] == [str(i) for i in range(1, 7)]
+    assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 7))
     for key in ("total", "rec", "deriv", "curv", "grad_norm"):
         a = np.array([float(r[key]) for r in one])
         b = np.array([float(r[key]) for r in two])
@@ -91,7 +86,7 @@ def test_distributed_run_resumes_exactly(ladder_file, tmp_path):
     (split / "model.safetensors").unlink()
     run_training(ladder_file, split, procs=2, extra=("--resume",))
     a, b = read_log(straight / "log.csv"), read_log(split / "log.csv")
-    assert [r["step"] for r in b] == [str(i) for i in range(1, 7)]
+    assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b, strict=True):
         assert abs(float(ra["total"]) - float(rb["total"])) <= 1e-6 * abs(float(ra["total"]))
     from safetensors.numpy import load_file

@@ -18,6 +18,7 @@ import pytest
 import scipy.ndimage as ndi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ladders import BAD_LADDERS, gaussian_peaks, simple_ladder
 
 from nmrladder.kernels import align, ladder, rescale
 from nmrladder.runtime import InputError, preprocess, reference
@@ -282,11 +283,6 @@ def test_cost_model_prefers_direct_for_narrow_lag_ranges():
     assert align.prefer_fft(32768, 20001) and not align.prefer_fft(32768, 2001)
 
 
-def gaussian_peaks(length, centres, width=3.0):
-    i = np.arange(length)
-    return sum(np.exp(-0.5 * ((i - c) / width) ** 2) for c in centres)
-
-
 @examples()
 @given(
     st.integers(64, 20000),
@@ -527,28 +523,6 @@ def test_chain_does_not_depend_on_the_thread_count():
 
 
 # --------------------------------------------------------------------------- bad input
-
-
-def simple_ladder(rng, rungs=3, length=2048):
-    clean = 10 * gaussian_peaks(length, [300, 700, 1500], width=4.0)
-    return np.stack([clean + rng.normal(0, 2.0**-k, length) for k in range(rungs)])
-
-
-BAD_LADDERS = [
-    (lambda lad: lad[:1], "at least 2 rungs"),
-    (lambda lad: lad[0], "shape"),
-    (lambda lad: np.where(np.arange(lad.shape[1]) == 5, np.nan, lad), "NaN/Inf"),
-    (lambda lad: np.where(np.arange(lad.shape[1]) == 9, np.inf, lad), "NaN/Inf"),
-    (lambda lad: np.concatenate([lad[:1], np.full_like(lad[:1], 3.0)]), "constant"),
-    (lambda lad: lad[:, :40], "too short"),
-    (lambda lad: lad[:, :0], "empty"),
-    (lambda lad: [lad[0], lad[1][:-3]], "different shapes"),
-    (
-        lambda lad: np.stack([lad[0], np.where(np.arange(lad.shape[1]) % 4 == 0, lad[1], 0.0)]),
-        "MAD = 0",
-    ),
-    (lambda lad: ["a", "b"], "dtype"),
-]
 
 
 def reference_error(function, *args, **kwargs) -> str:

@@ -5,6 +5,7 @@ import pytest
 import scipy.ndimage as ndi
 import scipy.signal
 import scipy.stats
+from ladders import BAD_LADDERS, gaussian_peaks, simple_ladder
 
 from nmrladder.runtime import InputError, reference
 
@@ -107,28 +108,23 @@ def test_cross_correlation_matches_fft(rng):
     np.testing.assert_allclose(c, full[np.arange(-10, 11) % 128], atol=1e-9)
 
 
-def _gaussian_peaks(length, centres, width=3.0):
-    i = np.arange(length)
-    return sum(np.exp(-0.5 * ((i - c) / width) ** 2) for c in centres)
-
-
 @pytest.mark.parametrize("true_shift", [0.0, 3.0, -12.4, 7.6])
 def test_estimate_shift_recovers_known_shift(true_shift):
-    ref = _gaussian_peaks(1024, [200, 420, 700])
-    x = _gaussian_peaks(1024, [200 + true_shift, 420 + true_shift, 700 + true_shift])
+    ref = gaussian_peaks(1024, [200, 420, 700])
+    x = gaussian_peaks(1024, [200 + true_shift, 420 + true_shift, 700 + true_shift])
     assert reference.estimate_shift(ref, x, 20) == pytest.approx(true_shift, abs=0.05)
     aligned = reference.apply_shift(x, -reference.estimate_shift(ref, x, 20))
     assert np.abs(aligned - ref).max() < 0.05
 
 
 def test_estimate_shift_at_lag_boundary_is_not_refined():
-    ref = _gaussian_peaks(512, [100])
-    x = _gaussian_peaks(512, [140])
+    ref = gaussian_peaks(512, [100])
+    x = gaussian_peaks(512, [140])
     assert reference.estimate_shift(ref, x, 10) == 10.0
 
 
 def test_ls_scale_analytic(rng):
-    ref = _gaussian_peaks(512, [100, 300])
+    ref = gaussian_peaks(512, [100, 300])
     mask = ref > 0.01
     for method in ("ls", "inverse", "deming"):
         assert reference.ls_scale(ref, ref / 3.0, mask, method, 0.0, 0.0) == pytest.approx(3.0)
@@ -176,40 +172,19 @@ def test_fuse_is_weighted_mean(rng):
     np.testing.assert_allclose(reference.fuse(spectra, w), (w[:, None] * spectra).sum(0) / 8.0)
 
 
-def _simple_ladder(rng, rungs=3, length=2048):
-    clean = 10 * _gaussian_peaks(length, [300, 700, 1500], width=4.0)
-    return np.stack([clean + rng.normal(0, 2.0**-k, length) for k in range(rungs)])
-
-
-@pytest.mark.parametrize(
-    ("mutate", "message"),
-    [
-        (lambda lad: lad[:1], "at least 2 rungs"),
-        (lambda lad: lad[0], "shape"),
-        (lambda lad: np.where(np.arange(lad.shape[1]) == 5, np.nan, lad), "NaN/Inf"),
-        (lambda lad: np.where(np.arange(lad.shape[1]) == 9, np.inf, lad), "NaN/Inf"),
-        (lambda lad: np.concatenate([lad[:1], np.full_like(lad[:1], 3.0)]), "constant"),
-        (lambda lad: lad[:, :40], "too short"),
-        (lambda lad: lad[:, :0], "empty"),
-        (lambda lad: [lad[0], lad[1][:-3]], "different shapes"),
-        (
-            lambda lad: np.stack([lad[0], np.where(np.arange(lad.shape[1]) % 4 == 0, lad[1], 0.0)]),
-            "MAD = 0",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("mutate", "message"), BAD_LADDERS)
 def test_bad_ladders_raise_input_error(rng, mutate, message):
     with pytest.raises(InputError, match=message):
-        reference.preprocess_ladder(mutate(_simple_ladder(rng)))
+        reference.preprocess_ladder(mutate(simple_ladder(rng)))
 
 
 def test_bad_options_raise_input_error(rng):
     with pytest.raises(InputError, match="unknown preprocessing option"):
-        reference.preprocess_ladder(_simple_ladder(rng), alpah=3)
+        reference.preprocess_ladder(simple_ladder(rng), alpah=3)
     with pytest.raises(InputError, match="smooth_windows"):
-        reference.preprocess_ladder(_simple_ladder(rng), smooth_windows=(9, 8))
+        reference.preprocess_ladder(simple_ladder(rng), smooth_windows=(9, 8))
     with pytest.raises(InputError, match=r"\[N, R, L\]"):
-        reference.preprocess_ladders(_simple_ladder(rng))
+        reference.preprocess_ladders(simple_ladder(rng))
 
 
 def test_noise_only_ladder_has_no_peaks(rng):
@@ -219,7 +194,7 @@ def test_noise_only_ladder_has_no_peaks(rng):
 
 
 def test_preprocess_ladders_stacks_single_results(rng):
-    batch = np.stack([_simple_ladder(rng), _simple_ladder(rng)])
+    batch = np.stack([simple_ladder(rng), simple_ladder(rng)])
     stacked = reference.preprocess_ladders(batch)
     assert len(stacked) == 2 and stacked.aligned.shape == (2, 3, 2048)
     single = reference.preprocess_ladder(batch[1])
@@ -262,4 +237,4 @@ def test_cap_with_all_weight_on_one_rung_shares_the_rest_equally():
 
 def test_negative_trend_radius_is_refused(rng):
     with pytest.raises(InputError, match="trend_radius"):
-        reference.preprocess_ladder(_simple_ladder(rng), trend_radius=-1)
+        reference.preprocess_ladder(simple_ladder(rng), trend_radius=-1)

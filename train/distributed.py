@@ -61,6 +61,11 @@ class Context:
         return dict(zip(keys, (t / self.world_size).tolist(), strict=True))
 
 
+def launched() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun set them; (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def context(device: str = "cpu", batch_size: int = 1) -> Context:
     """Join torchrun's process group if this process was started by it, else one process.
 
@@ -69,12 +74,11 @@ def context(device: str = "cpu", batch_size: int = 1) -> Context:
     size so every rank gets the same number of ladders (the gradient average is then the
     global batch's).
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world_size = launched()
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("run.device = 'cuda', but torch sees no CUDA device")
     if world_size <= 1:
         return Context(device=torch.device("cuda" if device == "cuda" else "cpu"))
-    rank = int(os.environ["RANK"])
     if batch_size % world_size:
         raise InputError(f"data.batch_size {batch_size} is not divisible by the {world_size} "
                          "torchrun processes; every rank needs the same share of the batch")

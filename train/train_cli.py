@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 DESCRIPTION = (
@@ -93,6 +92,7 @@ def after_training(run_dir: Path, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prepare the data, train, and report; returns the exit status."""
     from nmrladder.train.data import prepare_from_config
+    from nmrladder.train.distributed import launched
     from nmrladder.train.training import train
 
     config = load_run_config(args)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     progress = config["run"]["progress"]
     # Under torchrun (docs/scale-out.md) every rank runs this; rank 0 alone reports and
     # exports, and each rank keeps its own on-disk cache (no two writers on one file).
-    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world_size = launched()
     cache = run_dir / "cache" / (f"rank{rank}" if world_size > 1 else "")
     data = prepare_from_config(list(args.data), config, cache, "train", progress)
     val = prepare_from_config(args.val, config, cache, "val", progress) if args.val else None

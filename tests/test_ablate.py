@@ -44,6 +44,10 @@ def test_variants_change_what_they_name():
     assert cfg["no_cons_T"]["stage_b"]["l3"] == cfg["no_cons_T"]["stage_b"]["l4"] == 0.0
     assert cfg["top_only"]["data"]["preprocess"]["weights"] == "top"
     assert cfg["no_rescale"]["data"]["rescale"] is False
+    recipe = C.load_config(C.CONFIG_DIR / "cpu_recipe.toml")
+    assert recipe["stage_a"]["under_weight"] == 3.0
+    plain = C.with_overrides(recipe, A.VARIANTS["no_under_weight"].overrides)
+    assert plain["stage_a"]["under_weight"] == plain["stage_b"]["under_weight"] == 1.0
     # one budget: 10 steps split 6:4 like the stages, the warm-up scaled alike
     small = C.load_config(overrides=["stage_a.steps=60", "stage_b.steps=40",
                                      "optim.warmup_steps=20"])

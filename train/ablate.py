@@ -46,7 +46,12 @@ VARIANTS: dict[str, Variant] = {
         "METHOD's stage B after stage A: 1/9 of the budget with L_cons, L_T, every rung, SNR "
         "curriculum (the stage-B defaults)",
         ("stage_b.steps=1000", "stage_b.epochs=0", "stage_b.peak_weight=30.0",
-         'stage_b.rec_loss="smooth_l1"', "stage_b.huber_delta=2.0"),
+         'stage_b.rec_loss="smooth_l1"', "stage_b.huber_delta=2.0", "stage_b.under_weight=3.0"),
+    ),
+    "no_under_weight": Variant(
+        "L_rec symmetric inside M (under_weight 1: falling short of a line costs as much as "
+        "overshooting it)",
+        _both_stages("under_weight=1.0"),
     ),
     "l1_rec": Variant(
         "METHOD's plain L1 for L_rec (instead of the config's smooth L1)",

@@ -76,6 +76,7 @@ class StepPlan:
     pair_min_rung: int
     rec_loss: str = "l1"
     huber_delta: float = 1.0
+    under_weight: float = 1.0
 
 
 class Schedule:
@@ -151,6 +152,7 @@ class Schedule:
             pair_min_rung=pair_min,
             rec_loss=s["rec_loss"],
             huber_delta=s["huber_delta"],
+            under_weight=s["under_weight"],
         )
 
 
@@ -214,11 +216,19 @@ def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tenso
     the smooth L1 is a squared error, above it stays robust to the few large target errors
     (e.g. on a solvent line).
     """
-    if plan.rec_loss == "l1":
+    if plan.rec_loss == "l1" and plan.under_weight == 1.0:
         return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight)
     weight = torch.where(peak_mask, plan.peak_weight, plan.base_weight).to(y.dtype)
-    error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
-                                               beta=plan.huber_delta)
+    if plan.under_weight != 1.0:
+        # Inside M, an output that falls short of the target (towards zero) costs more than
+        # one that overshoots: counters the shrinkage of weak lines (docs/training.md).
+        short = peak_mask & ((target - y) * torch.sign(target) > 0)
+        weight = torch.where(short, weight * plan.under_weight, weight)
+    if plan.rec_loss == "l1":
+        error = (y - target).abs()
+    else:
+        error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
+                                                   beta=plan.huber_delta)
     return (weight * error).mean()
 
 

@@ -4,9 +4,9 @@
 
 Readers parse files (nmrglue, numpy) and scale each spectrum to the model's input with the
 MAD kernel (both release the GIL); the inference loop groups spectra of one padded length
-into batches; the writer maps outputs back, writes them atomically, records each finished
-output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so memory
-stays flat however many files there are. A run interrupted at any point resumes with
+into batches; the writer maps outputs back, writes them atomically, records each
+finished output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so
+memory stays flat however many files there are. A run interrupted at any point resumes with
 ``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
 is half-written, and an output finished but not yet recorded is simply written again.
 The per-input stages (read_scaled, write_denoised) and the resume plan (plan_resume) are
@@ -16,7 +16,6 @@ functions, shared with the Ray engine (runtime/ray_engine.py).
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -85,7 +84,12 @@ def estimated_snr(spectrum: np.ndarray) -> tuple[float, float]:
 
 
 class Manifest:
-    """The record of finished outputs: one JSON line per input, fsync'ed as written."""
+    """The record of finished outputs: one JSON line per input, flushed as written.
+
+    Flushed, not fsync'ed: a killed or interrupted process loses nothing the OS has (what
+    resume needs); the outputs are not fsync'ed either, so an fsync here would not make a
+    power cut safe, and it cost a tenth of the per-file work (benchmarks/README.md).
+    """
 
     def __init__(self, out_dir: Path):
         self.path = out_dir / MANIFEST
@@ -108,8 +112,6 @@ class Manifest:
     def record(self, result: FileResult) -> None:
         with self._lock, open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(asdict(result)) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
 
 
 @dataclass
@@ -374,9 +376,10 @@ class DenoiseJob:
             self._infer(group, finished)
 
     def _infer(self, items: list[ScaledInput], finished: queue.Queue) -> None:
+        batch = np.stack([it.z for it in items])
         started = time.perf_counter()
         try:
-            out = self.denoiser.session.run(np.stack([it.z for it in items]))
+            out = self.denoiser.session.run(batch)
         except NmrLadderError as err:
             for it in items:
                 it.error = f"inference failed: {err}"

@@ -354,6 +354,10 @@ def _denoised(ray, rows: list[dict], actor: dict, pool: dict):
             fn_constructor_kwargs=actor,
             batch_size=actor["batch_size"],
             batch_format="numpy",
+            # Ray Data queues several batches per actor; a worker's death charges each of them
+            # a retry, so a batch queued behind a crashing one can fail with it (--resume
+            # retries it). One batch per actor would spare them but cost a third of the
+            # throughput here (docs/scale-out.md).
             compute=ActorPoolStrategy(size=pool["workers"]),
             num_cpus=pool["num_cpus"],
             num_gpus=pool["num_gpus"],

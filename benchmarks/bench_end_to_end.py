@@ -10,7 +10,8 @@ One group, ``end to end``:
 
 - ``test_denoise_job``: DenoiseJob over the folder (read + scale, infer, write, overlapped);
   extra_info holds the seconds of each stage, the overlap achieved (sum of the stage times /
-  wall time) and spectra/s;
+  wall time), spectra/s, and ``paired_fraction``: pure inference timed before each round
+  over the job's median wall (the ratio that drift between benchmarks cannot skew);
 - ``test_pure_inference``: session.run over the same spectra, already scaled, in batches of
   8: the ceiling of the job's throughput;
 - ``test_read_scale`` and ``test_scale_unscale``: per spectrum, what a reader does (read the
@@ -23,6 +24,7 @@ preprocessing time per spectrum as a fraction of the job's time per spectrum.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +70,15 @@ def test_denoise_job(benchmark, models, sizes, recorder, folder, denoiser, tmp_p
 
     _context(benchmark, models, folder)
     summaries = []
+    paired_pure = []  # pure inference timed just before each round (drift-free ratio)
+    infer_all = _pure_inference(folder, denoiser, sizes.threads)
 
     def fresh_out():
         out = tmp_path / f"round-{len(summaries)}"
         shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        infer_all()
+        paired_pure.append(time.perf_counter() - started)
         return (out,), {}
 
     def job(out):
@@ -84,30 +91,43 @@ def test_denoise_job(benchmark, models, sizes, recorder, folder, denoiser, tmp_p
     timed = sorted(summaries[1:] or summaries, key=lambda s: s.wall_seconds)
     middle = timed[len(timed) // 2]
     stages = {k: round(v, 4) for k, v in middle.stage_seconds.items()}
+    walls = [s.wall_seconds for s in summaries[1:] or summaries]
+    pures = paired_pure[1:] or paired_pure
     benchmark.extra_info.update(
         stage_seconds=stages,
         wall_seconds=middle.wall_seconds,
         overlap=sum(stages.values()) / middle.wall_seconds,
         stage_seconds_per_spectrum={k: v / len(folder) for k, v in stages.items()},
-        walls=[s.wall_seconds for s in timed],
+        walls=sorted(walls),
+        paired_pure_seconds=pures,
+        # Pure inference and the job, alternating round by round: the machine's speed drifts
+        # between the group's benchmarks, not between a round and the next.
+        paired_fraction=float(np.median(pures) / np.median(walls)),
     )
     recorder(benchmark, spectra=len(folder), points=len(folder) * np.load(folder[0]).size)
 
 
 def test_pure_inference(benchmark, models, sizes, recorder, folder, denoiser):
+    _context(benchmark, models, folder)
+    benchmark.pedantic(
+        _pure_inference(folder, denoiser, sizes.threads), rounds=sizes.rounds(5), warmup_rounds=1
+    )
+    recorder(benchmark, spectra=len(folder), points=len(folder) * np.load(folder[0]).size)
+
+
+def _pure_inference(folder, denoiser, threads):
+    """session.run over the folder's spectra, already scaled, in batches: the ceiling."""
     from nmrladder.runtime.scaling import to_model_input
 
-    _context(benchmark, models, folder)
     x = np.stack([np.load(p) for p in folder])
-    z, _, _ = to_model_input(x, denoiser.info.length_multiple, threads=sizes.threads)
+    z, _, _ = to_model_input(x, denoiser.info.length_multiple, threads=threads)
     session = denoiser.session
 
     def infer_all():
         for start in range(0, len(z), BATCH):
             session.run(z[start : start + BATCH])
 
-    benchmark.pedantic(infer_all, rounds=sizes.rounds(5), warmup_rounds=1)
-    recorder(benchmark, spectra=len(folder), points=x.size)
+    return infer_all
 
 
 def test_read_scale(benchmark, models, sizes, recorder, folder, denoiser):

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nmrladder.cli import main
@@ -68,4 +69,8 @@ def test_bench_suites_run_and_render(tmp_path):
     assert {"test_denoise_job", "test_pure_inference", "test_peak_sgemm[torch]"} <= ran
     job = next(b for b in data["benchmarks"] if b["name"] == "test_denoise_job")
     assert set(job["extra_info"]["stage_seconds"]) == {"read+scale", "infer", "write"}
+    pure, walls = job["extra_info"]["paired_pure_seconds"], job["extra_info"]["walls"]
+    assert len(pure) == len(walls) >= 1
+    assert job["extra_info"]["paired_fraction"] == pytest.approx(np.median(pure) / np.median(walls))
+    assert "pure inference timed before each round" in text
     assert data["machine_info"]["nmrladder"]["cores"] >= 1

@@ -4,9 +4,9 @@
 
 Readers parse files (nmrglue, numpy) and scale each spectrum to the model's input with the
 MAD kernel (both release the GIL); the inference loop groups spectra of one padded length
-into batches; the writer maps outputs back, writes them atomically, records each
-finished output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so
-memory stays flat however many files there are. A run interrupted at any point resumes with
+into batches; the writer maps outputs back, writes them atomically, records each finished
+output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so memory
+stays flat however many files there are. A run interrupted at any point resumes with
 ``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
 is half-written, and an output finished but not yet recorded is simply written again.
 The per-input stages (read_scaled, write_denoised) and the resume plan (plan_resume) are

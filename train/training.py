@@ -215,6 +215,9 @@ def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tenso
     squared error (what error-based SNR measures) wants the conditional mean. Below delta
     the smooth L1 is a squared error, above it stays robust to the few large target errors
     (e.g. on a solvent line).
+
+    ``under_weight`` multiplies the weight of the points of M where y falls short of the
+    target (``(target - y) sign(target) > 0``), whichever per-point loss is used.
     """
     if plan.rec_loss == "l1" and plan.under_weight == 1.0:
         return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight)

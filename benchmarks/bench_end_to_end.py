@@ -91,14 +91,14 @@ def test_denoise_job(benchmark, models, sizes, recorder, folder, denoiser, tmp_p
     timed = sorted(summaries[1:] or summaries, key=lambda s: s.wall_seconds)
     middle = timed[len(timed) // 2]
     stages = {k: round(v, 4) for k, v in middle.stage_seconds.items()}
-    walls = [s.wall_seconds for s in summaries[1:] or summaries]
+    walls = [s.wall_seconds for s in timed]
     pures = paired_pure[1:] or paired_pure
     benchmark.extra_info.update(
         stage_seconds=stages,
         wall_seconds=middle.wall_seconds,
         overlap=sum(stages.values()) / middle.wall_seconds,
         stage_seconds_per_spectrum={k: v / len(folder) for k, v in stages.items()},
-        walls=sorted(walls),
+        walls=walls,
         paired_pure_seconds=pures,
         # Pure inference and the job, alternating round by round: the machine's speed drifts
         # between the group's benchmarks, not between a round and the next.

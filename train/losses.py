@@ -34,22 +34,42 @@ def diff2(y: torch.Tensor) -> torch.Tensor:
     return y[..., 2:] - 2 * y[..., 1:-1] + y[..., :-2]
 
 
+def rec_weight(
+    y0: torch.Tensor,
+    s_hat: torch.Tensor,
+    peak_mask: torch.Tensor,
+    peak_weight: float = 6.0,
+    base_weight: float = 1.0,
+    under_weight: float = 1.0,
+) -> torch.Tensor:
+    """Per-point weight of L_rec [B, L]: peak_weight inside M, base_weight elsewhere, and
+    inside M x under_weight where y0 falls short of s_hat (``(s_hat - y0) sign(s_hat) > 0``:
+    between zero and the line, or beyond zero), which counters the shrinking of weak lines."""
+    weight = torch.where(peak_mask, peak_weight, base_weight).to(y0.dtype)
+    if under_weight != 1.0:
+        short = peak_mask & ((s_hat - y0) * torch.sign(s_hat) > 0)
+        weight = torch.where(short, weight * under_weight, weight)
+    return weight
+
+
 def loss_rec(
     y0: torch.Tensor,
     s_hat: torch.Tensor,
     peak_mask: torch.Tensor,
     peak_weight: float = 6.0,
     base_weight: float = 1.0,
+    under_weight: float = 1.0,
 ) -> torch.Tensor:
     """Peak-weighted L1 reconstruction (METHOD 5.1).
 
-    L_rec = mean_{b,i} w_bi |y0_bi - s_hat_bi|, w = peak_weight inside M, base_weight elsewhere.
+    L_rec = mean_{b,i} w_bi |y0_bi - s_hat_bi|, w = peak_weight inside M, base_weight elsewhere
+    (:func:`rec_weight`, also for ``under_weight``).
     "Elsewhere" includes the erosion gap between M and B: those points get the baseline weight
     (METHOD 9's W = 1*B + 6*M would give them 0, leaving peak feet unsupervised).
 
     y0, s_hat: [B, L]; peak_mask: bool [B, L]. Returns a scalar in the units of the spectra.
     """
-    weight = torch.where(peak_mask, peak_weight, base_weight).to(y0.dtype)
+    weight = rec_weight(y0, s_hat, peak_mask, peak_weight, base_weight, under_weight)
     return (weight * (y0 - s_hat).abs()).mean()
 
 

@@ -39,6 +39,7 @@ from nmrladder.train.losses import (
     loss_deriv,
     loss_rec,
     loss_T,
+    rec_weight,
     total_loss,
 )
 from nmrladder.train.model import build_model, count_parameters
@@ -216,22 +217,15 @@ def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tenso
     the smooth L1 is a squared error, above it stays robust to the few large target errors
     (e.g. on a solvent line).
 
-    ``under_weight`` multiplies the weight of the points of M where y falls short of the
-    target (``(target - y) sign(target) > 0``), whichever per-point loss is used.
+    Both use the weights of losses.rec_weight (peak weight, under_weight).
     """
-    if plan.rec_loss == "l1" and plan.under_weight == 1.0:
-        return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight)
-    weight = torch.where(peak_mask, plan.peak_weight, plan.base_weight).to(y.dtype)
-    if plan.under_weight != 1.0:
-        # Inside M, an output that falls short of the target (towards zero) costs more than
-        # one that overshoots: counters the shrinkage of weak lines (docs/training.md).
-        short = peak_mask & ((target - y) * torch.sign(target) > 0)
-        weight = torch.where(short, weight * plan.under_weight, weight)
     if plan.rec_loss == "l1":
-        error = (y - target).abs()
-    else:
-        error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
-                                                   beta=plan.huber_delta)
+        return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                        plan.under_weight)
+    weight = rec_weight(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                        plan.under_weight)
+    error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
+                                               beta=plan.huber_delta)
     return (weight * error).mean()
 
 

@@ -244,13 +244,15 @@ def _end_to_end(benches: list[dict]) -> list[str]:
     per_spectrum = job["stats"]["median"] / n
     stages = extra.get("stage_seconds", {})
     lines = [
-        f"- **End to end** ({n} .npy files of {extra['length']} points, batch {extra['batch']}): "
+        f"- **End to end** ({n} .npy files of {extra['length']} points, batch {extra['batch']}, "
+        f"{extra.get('streams', 1)} inference stream(s)): "
         f"{rate(n / job['stats']['median'])} spectra/s file to file, "
         f"{rate(n / pure['stats']['median'])} spectra/s pure inference on the same spectra: "
         f"**{fraction:.0%} of pure inference** (target >= {TARGETS['e2e_fraction']:.0%}: "
         f"{met(fraction >= TARGETS['e2e_fraction'])})"
         + (
-            f", pure inference timed before each round of the job ({separate:.0%} from the two"
+            f", pure inference (the faster of the job's streams and one batch at a time on every"
+            f" thread) timed before each round of the job ({separate:.0%} from the two"
             " benchmarks' medians, which the machine's drift between them can skew)"
             if "paired_fraction" in extra else ""
         )

@@ -1,10 +1,11 @@
 """Batch denoising of NMR files: read, scale, infer, write, overlapped and resumable.
 
-    readers (threads) --bounded queue--> inference (this thread) --bounded queue--> writer (thread)
+    readers (threads) --bounded queue--> inference (a thread per stream) --bounded queue--> writer
 
 Readers parse files (nmrglue, numpy) and scale each spectrum to the model's input with the
-MAD kernel (both release the GIL); the inference loop groups spectra of one padded length
-into batches; the writer maps outputs back, writes them atomically, records each finished
+MAD kernel (both release the GIL); each inference stream (``Denoiser.streams``: on the CPU,
+single-threaded network calls side by side) groups spectra of one padded length into
+batches; the writer maps outputs back, writes them atomically, records each finished
 output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so memory
 stays flat however many files there are. A run interrupted at any point resumes with
 ``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
@@ -251,7 +252,8 @@ class DenoiseJob:
     """Denoise many files with one :class:`~nmrladder.runtime.Denoiser`.
 
     ``out_dir`` receives the outputs (see nmrladder.runtime.io.output_path_for), the manifest
-    and, with ``plot``, PNG overlays in ``out_dir/plots``.
+    and, with ``plot``, PNG overlays in ``out_dir/plots``. The denoiser's ``streams`` batches
+    run at once; the stage times are summed over each stage's threads.
     """
 
     def __init__(
@@ -271,13 +273,15 @@ class DenoiseJob:
         self.resume = resume
         self.plot = plot
         self.readers = max(1, readers)
-        self.queue_size = queue_size or 4 * denoiser.batch_size
+        streams = getattr(denoiser, "streams", 1)
+        self.queue_size = queue_size or (3 + streams) * denoiser.batch_size
         self.progress = progress
         self.in_place = in_place
         self.manifest = Manifest(self.out_dir)
         self._colliding_names: set[str] = set()
         self._stage_seconds = {"read+scale": 0.0, "infer": 0.0, "write": 0.0}
         self._timing_lock = threading.Lock()
+        self._stop = threading.Event()  # set when the job must end early; renewed per run
 
     # -- stages -------------------------------------------------------------------------
     def _read(self, index: int, path: Path) -> ScaledInput:
@@ -328,40 +332,83 @@ class DenoiseJob:
         ready: queue.Queue = queue.Queue(self.queue_size)
         finished: queue.Queue = queue.Queue(self.queue_size)
         results: list[FileResult] = []
+        failures: list[BaseException] = []
+        self._stop = threading.Event()
+        streams = getattr(self.denoiser, "streams", 1)
         bar = _progress(len(paths), self.progress)
         writer = threading.Thread(
             target=self._writer_loop, args=(finished, results, bar), daemon=True
         )
         writer.start()
-        feeder = threading.Thread(target=self._reader_loop, args=(paths, ready), daemon=True)
+        feeder = threading.Thread(
+            target=self._reader_loop, args=(paths, ready, streams), daemon=True
+        )
         feeder.start()
+        # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
+        inference = [
+            threading.Thread(
+                target=self._inference_stream, args=(ready, finished, failures), daemon=True
+            )
+            for _ in range(streams)
+        ]
         try:
-            self._inference_loop(ready, finished)
+            for thread in inference:
+                thread.start()
+            for thread in inference:
+                thread.join()
         finally:
+            self._stop.set()  # unblocks the readers if inference stopped early
             finished.put(_DONE)
             writer.join()
             feeder.join()
             bar.close()
+        if failures:
+            raise failures[0]
         return results
 
-    def _reader_loop(self, paths: list[Path], ready: queue.Queue) -> None:
+    def _put(self, target: queue.Queue, entry) -> bool:
+        """put() that gives up when the job stops (False), so no thread waits forever."""
+        while not self._stop.is_set():
+            try:
+                target.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _reader_loop(self, paths: list[Path], ready: queue.Queue, streams: int) -> None:
         # At most 2 reads per reader in flight, and put() blocks on the bounded queue: reading
         # never runs more than a few batches ahead of inference, whatever the number of files.
         with ThreadPoolExecutor(self.readers, thread_name_prefix="nmrladder-read") as pool:
             in_flight: deque = deque()
             for index, path in enumerate(paths):
                 if len(in_flight) >= 2 * self.readers:
-                    ready.put(in_flight.popleft().result())
+                    if not self._put(ready, in_flight.popleft().result()):
+                        return
                 in_flight.append(pool.submit(self._read, index, path))
             while in_flight:
-                ready.put(in_flight.popleft().result())
-        ready.put(_DONE)
+                if not self._put(ready, in_flight.popleft().result()):
+                    return
+        for _ in range(streams):  # one end mark per inference stream
+            self._put(ready, _DONE)
+
+    def _inference_stream(
+        self, ready: queue.Queue, finished: queue.Queue, failures: list[BaseException]
+    ) -> None:
+        try:
+            self._inference_loop(ready, finished)
+        except BaseException as err:  # re-raised by _run_pipeline after the threads stop
+            failures.append(err)
+            self._stop.set()
 
     def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
         pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
         batch_size = self.denoiser.batch_size
-        while True:
-            item = ready.get()
+        while not self._stop.is_set():
+            try:
+                item = ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if item is _DONE:
                 break
             if item.error:
@@ -372,8 +419,9 @@ class DenoiseJob:
             # flush a full batch, or whatever waits when the readers have nothing ready
             if len(group) >= batch_size or ready.empty():
                 self._infer(pending.pop(item.z.size), finished)
-        for group in pending.values():
-            self._infer(group, finished)
+        if not self._stop.is_set():  # stopped: what waits is redone by --resume
+            for group in pending.values():
+                self._infer(group, finished)
 
     def _infer(self, items: list[ScaledInput], finished: queue.Queue) -> None:
         batch = np.stack([it.z for it in items])

@@ -21,7 +21,8 @@ BACKENDS = ("ort", "ort-cuda", "ort-tensorrt", "trt", "torch")
 ORT_GPU_HINT = "pip uninstall onnxruntime && pip install 'nmrladder[gpu]'  (onnxruntime-gpu)"
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
+    """The cores this process may run on."""
     return (
         len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     )
@@ -47,7 +48,7 @@ class OrtSession:
             raise ModelError(f"{self.path}: no such model file")
         self.provider = provider
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _default_threads()
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

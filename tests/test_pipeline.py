@@ -277,3 +277,67 @@ def test_interrupted_run_resumes_without_loss_or_redo(tiny_model_dir, tmp_path):
         json.loads(line)["input"] for line in manifest.read_text().splitlines() if line.strip()
     ]
     assert len(set(recorded)) == 48
+
+
+def test_streams_give_the_one_stream_outputs(tiny_model_dir, spectra, tmp_path):
+    # Batches side by side (Denoiser.streams) change how the work is scheduled, not a value:
+    # every file comes out once, as one stream on every thread makes it.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(spectra.x.shape[0]):
+        for k in range(spectra.x.shape[1]):
+            np.save(inputs / f"s{i}_{k}.npy", spectra.x[i, k])
+    np.save(inputs / "longer.npy", np.tile(spectra.x[0, 0], 2))  # a second padded length
+    paths = sorted(inputs.glob("*.npy"))
+    one = Denoiser(tiny_model_dir, batch_size=2, threads=2)
+    both = Denoiser(tiny_model_dir, batch_size=2, threads=2, streams=2)
+    summary = DenoiseJob(both, tmp_path / "out", progress=False).run(paths)
+    assert [r.status for r in summary.results] == ["ok"] * len(paths)
+    for path in paths:
+        expected = one.denoise(np.load(path))
+        got = np.load(tmp_path / "out" / f"{path.stem}_denoised.npy")
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    recorded = (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["input"] for line in recorded) == sorted(map(str, paths))
+    x = spectra.x[:, 0]  # six spectra: three batches of two, side by side
+    np.testing.assert_allclose(both.denoise(x), one.denoise(x), rtol=0, atol=1e-5 * np.abs(x).max())
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_stream_stops_the_job_with_its_error(tiny_model_dir, spectra, tmp_path):
+    # An unexpected error in one stream is raised by run(), and nothing waits forever.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(40):
+        np.save(inputs / f"s{i:02d}.npy", spectra.x[i % 6, i % 3])
+    den = Denoiser(tiny_model_dir, batch_size=2, threads=2, streams=2)
+    calls, run = [], den.session.run
+
+    def flaky(z):
+        calls.append(len(z))
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return run(z)
+
+    den.session.run = flaky
+    with pytest.raises(RuntimeError, match="device lost"):
+        DenoiseJob(den, tmp_path / "out", progress=False).run(sorted(inputs.glob("*.npy")))
+    den.session.run = run  # what was finished is kept; resume does the rest
+    summary = DenoiseJob(den, tmp_path / "out", resume=True, progress=False).run(
+        sorted(inputs.glob("*.npy"))
+    )
+    assert sum(r.status in ("ok", "skipped") for r in summary.results) == 40
+
+
+def test_streams_are_checked(tiny_model_dir, spectra, tmp_path, capsys):
+    with pytest.raises(InputError, match="streams must be >= 1"):
+        Denoiser(tiny_model_dir, streams=0)
+    with pytest.raises(InputError, match="only the CPU backend 'ort'"):
+        Denoiser(tiny_model_dir, backend="torch", streams=2)
+    np.save(tmp_path / "a.npy", spectra.x[0, 0])
+    command = ["denoise", str(tmp_path / "a.npy"), "--out", str(tmp_path / "o"), "--series"]
+    assert main([*command, "--streams", "2", "--model", str(tiny_model_dir)]) == 2
+    assert "--streams" in capsys.readouterr().err
+    command[-1] = "--engine=ray"  # refused before any Ray instance starts
+    assert main([*command, "--streams", "2", "--model", str(tiny_model_dir)]) == 2
+    assert "--streams" in capsys.readouterr().err

@@ -37,6 +37,7 @@ FILES = 64
 L = 16384
 BATCH = 8
 GROUP = "end to end"
+SETTLE_SECONDS = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,8 @@ def test_denoise_job(
     # of a round is the faster one.
     paired = {"streams": [], "one_call": []}
     ways = {
-        "streams": _pure_inference(folder, denoiser, sizes.threads),
         "one_call": _pure_inference(folder, one_call_denoiser, sizes.threads),
+        "streams": _pure_inference(folder, denoiser, sizes.threads),
     }
 
     def fresh_out():
@@ -102,6 +103,9 @@ def test_denoise_job(
             started = time.perf_counter()
             infer_all()
             paired[way].append(time.perf_counter() - started)
+            # ORT's pool threads spin for a while after a two-threaded call and would slow
+            # whatever runs next (5 % measured); a pause lets them sleep first.
+            time.sleep(SETTLE_SECONDS)
         return (out,), {}
 
     def job(out):
@@ -109,7 +113,7 @@ def test_denoise_job(
         assert not summary.failed, summary.failed[0].message
         summaries.append(summary)
 
-    benchmark.pedantic(job, setup=fresh_out, rounds=sizes.rounds(5), warmup_rounds=1)
+    benchmark.pedantic(job, setup=fresh_out, rounds=sizes.rounds(9), warmup_rounds=1)
     # the stage times of the median round (the warm-up round is summaries[0])
     timed = sorted(summaries[1:] or summaries, key=lambda s: s.wall_seconds)
     middle = timed[len(timed) // 2]

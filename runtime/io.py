@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmrladder.runtime.atomic import atomic_path
+from nmrladder.runtime.atomic import atomic_open, atomic_path
 from nmrladder.runtime.errors import InputError
 
 # File suffix -> format; a folder (or a file named 1r) is Bruker.
@@ -262,7 +262,7 @@ def read_spectrum(path: str | os.PathLike) -> Spectrum:
 
 
 def _write_npy(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
-    with atomic_path(destination) as tmp, open(tmp, "wb") as handle:
+    with atomic_open(destination) as handle:
         np.save(handle, values)  # a handle: np.save would append .npy to another suffix
     return destination
 
@@ -271,7 +271,7 @@ def _write_npz(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Pat
     arrays = {"intensities": values, "meta": np.array(_meta_to_json(spectrum.meta))}
     if spectrum.ppm is not None:
         arrays["ppm"] = np.asarray(spectrum.ppm, dtype=np.float64)
-    with atomic_path(destination) as tmp, open(tmp, "wb") as handle:
+    with atomic_open(destination) as handle:
         np.savez(handle, **arrays)  # a handle: np.savez would append .npz to another suffix
     return destination
 

@@ -95,6 +95,7 @@ class Manifest:
     def __init__(self, out_dir: Path):
         self.path = out_dir / MANIFEST
         self._lock = threading.Lock()
+        self._handle = None  # opened on the first record, kept open until close()
 
     def finished(self) -> dict[str, dict]:
         """input path -> entry for entries whose output exists (a torn last line is ignored)."""
@@ -111,8 +112,18 @@ class Manifest:
         return done
 
     def record(self, result: FileResult) -> None:
-        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(asdict(result)) + "\n")
+        line = json.dumps(asdict(result)) + "\n"
+        with self._lock:
+            if self._handle is None:
+                self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._handle.write(line)
+            self._handle.flush()  # on record (in the OS) once record() returns
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
 
 @dataclass
@@ -321,7 +332,8 @@ class DenoiseJob:
         skipped, todo = plan_resume(paths, self.out_dir, self.resume)
         summary = JobSummary(results=skipped)
         results = self._run_pipeline(todo)
-        summary.results.extend(sorted(results, key=lambda r: paths.index(Path(r.input))))
+        order = {str(path): i for i, path in enumerate(paths)}  # the inputs' order, in O(n)
+        summary.results.extend(sorted(results, key=lambda r: order[r.input]))
         summary.stage_seconds = dict(self._stage_seconds)
         summary.wall_seconds = time.perf_counter() - started
         return summary
@@ -362,6 +374,7 @@ class DenoiseJob:
             writer.join()
             feeder.join()
             bar.close()
+            self.manifest.close()
         if failures:
             raise failures[0]
         return results
@@ -667,5 +680,6 @@ def run_series(
         summary.results.append(result)
         bar.update(1)
     bar.close()
+    manifest.close()
     summary.wall_seconds = time.perf_counter() - started
     return summary

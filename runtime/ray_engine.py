@@ -326,6 +326,7 @@ def _run(
         ) from err
     finally:
         bar.close()
+        manifest.close()
         context.enable_progress_bars, context.max_errored_blocks = saved
     for row in range(len(rows)):
         if row not in results:

@@ -66,8 +66,8 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
 @contextlib.contextmanager
 def atomic_open(destination: str | os.PathLike) -> Iterator[BinaryIO]:
     """:func:`atomic_path` for writers that take a file object: yield the temporary file
-    open for binary writing. Opened once, it costs half of closing the temporary and opening
-    it again by name (about 0.15 ms of 0.3 per .npy output on the 2-core test machine)."""
+    open for binary writing. Not closing the temporary and opening it again by name saves a
+    third of a .npy output's cost (0.19 instead of 0.30 ms on the 2-core test machine)."""
     destination = Path(destination)
     fd, tmp = _temporary_beside(destination, None)
     try:

@@ -284,15 +284,15 @@ class DenoiseJob:
         self.resume = resume
         self.plot = plot
         self.readers = max(1, readers)
-        streams = getattr(denoiser, "streams", 1)
-        self.queue_size = queue_size or (3 + streams) * denoiser.batch_size
+        self.streams = getattr(denoiser, "streams", 1)  # inference threads (Denoiser.streams)
+        self.queue_size = queue_size or (3 + self.streams) * denoiser.batch_size
         self.progress = progress
         self.in_place = in_place
         self.manifest = Manifest(self.out_dir)
         self._colliding_names: set[str] = set()
         self._stage_seconds = {"read+scale": 0.0, "infer": 0.0, "write": 0.0}
         self._timing_lock = threading.Lock()
-        self._stop = threading.Event()  # set when the job must end early; renewed per run
+        self._stop = threading.Event()  # set when the job must end early; cleared per run
 
     # -- stages -------------------------------------------------------------------------
     def _read(self, index: int, path: Path) -> ScaledInput:
@@ -345,15 +345,14 @@ class DenoiseJob:
         finished: queue.Queue = queue.Queue(self.queue_size)
         results: list[FileResult] = []
         failures: list[BaseException] = []
-        self._stop = threading.Event()
-        streams = getattr(self.denoiser, "streams", 1)
+        self._stop.clear()
         bar = _progress(len(paths), self.progress)
         writer = threading.Thread(
             target=self._writer_loop, args=(finished, results, bar), daemon=True
         )
         writer.start()
         feeder = threading.Thread(
-            target=self._reader_loop, args=(paths, ready, streams), daemon=True
+            target=self._reader_loop, args=(paths, ready), daemon=True
         )
         feeder.start()
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
@@ -361,7 +360,7 @@ class DenoiseJob:
             threading.Thread(
                 target=self._inference_stream, args=(ready, finished, failures), daemon=True
             )
-            for _ in range(streams)
+            for _ in range(self.streams)
         ]
         try:
             for thread in inference:
@@ -389,7 +388,7 @@ class DenoiseJob:
                 continue
         return False
 
-    def _reader_loop(self, paths: list[Path], ready: queue.Queue, streams: int) -> None:
+    def _reader_loop(self, paths: list[Path], ready: queue.Queue) -> None:
         # At most 2 reads per reader in flight, and put() blocks on the bounded queue: reading
         # never runs more than a few batches ahead of inference, whatever the number of files.
         with ThreadPoolExecutor(self.readers, thread_name_prefix="nmrladder-read") as pool:
@@ -402,7 +401,7 @@ class DenoiseJob:
             while in_flight:
                 if not self._put(ready, in_flight.popleft().result()):
                     return
-        for _ in range(streams):  # one end mark per inference stream
+        for _ in range(self.streams):  # one end mark per inference stream
             self._put(ready, _DONE)
 
     def _inference_stream(

@@ -10,8 +10,10 @@ Groups:
 - ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product);
   p50 and p99 over the rounds in extra_info.
 - ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s).
-- ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU (what the
-  product runs), the same weights exported at opset 20 (GELU as one op), torch eager and
+- ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU in float32,
+  its int8 copy (export/quantize.py: what ``nmrladder denoise`` runs on CPUs; its rms
+  departure from float32 in extra_info), the same weights exported at opset 20 (GELU as one
+  op), torch eager and
   torch.compile (what a user would do instead), and ORT CUDA / torch CUDA / TensorRT where
   present (skipped with the reason otherwise).
 - ``cold start``: session creation, first inference, TensorRT engine deserialisation.
@@ -31,6 +33,7 @@ L = 16384
 BACKEND_BATCH = 8
 BACKENDS = (
     "ort-cpu",
+    "ort-cpu-int8",
     "ort-cpu-opset20",
     "torch-eager",
     "torch-compile",
@@ -167,6 +170,9 @@ def test_backend(benchmark, models, sizes, recorder, role, backend):
     if backend == "ort-cpu":
         session = model.session()
         run = lambda: session.run(x)  # noqa: E731
+    elif backend == "ort-cpu-int8":
+        variant = OrtSession(model.int8_copy(sizes.cache), threads=sizes.threads)
+        run = lambda: variant.run(x)  # noqa: E731
     elif backend == "ort-cpu-opset20":
         variant = OrtSession(model.exported_at_opset(20, sizes.cache), threads=sizes.threads)
         run = lambda: variant.run(x)  # noqa: E731
@@ -181,6 +187,9 @@ def test_backend(benchmark, models, sizes, recorder, role, backend):
         tolerance = 3e-2 if backend == "tensorrt" else 1e-3
         error = float(np.max(np.abs(out - reference)) / np.max(np.abs(reference)))
         benchmark.extra_info["max_rel_diff_vs_ort_cpu"] = error
+        # x is in noise sigmas, so is the output: the int8 copy's budget is in these units
+        rms = float(np.sqrt(np.mean(np.square(out - reference, dtype=np.float64))))
+        benchmark.extra_info["rms_diff_vs_ort_cpu_sigma"] = rms
         assert error <= tolerance, f"{backend} differs from ORT CPU by {error:g} of the scale"
     heavy = model.gflop(n) * BACKEND_BATCH > 50  # METHOD's default: seconds per call
     rounds = sizes.rounds(5 if heavy else 10)

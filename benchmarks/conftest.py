@@ -292,6 +292,23 @@ class BenchModel:
             export_onnx(self.torch_module(), path, opset=opset, max_length=max_length, parity=False)
         return path
 
+    def int8_copy(self, cache: Path) -> Path:
+        """The int8 copy ORT runs on CPUs: the shipped one beside the shipped model, else made
+        by export/quantize.py with its default budget (cached by the source file's hash)."""
+        from nmrladder.export.onnx_export import sha256_of
+        from nmrladder.export.quantize import quantize_int8
+
+        beside = self.onnx_path.with_name(self.onnx_path.stem + ".int8.onnx")
+        if self.onnx_path == SHIPPED_MODEL and beside.is_file():
+            return beside
+        digest = sha256_of(self.onnx_path)[:12]
+        path = cache / f"{self.onnx_path.stem}-{digest}.int8.onnx"
+        if not path.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            small = {"spectra": 4, "length": 1024} if SMOKE else {}
+            quantize_int8(self.onnx_path, path, progress=False, **small)
+        return path
+
     def info(self) -> dict:
         return {
             "model": self.label,

@@ -190,6 +190,7 @@ def _backends(role: str, benches: list[dict], peak: float) -> list[str]:
             target = f" (target >= {goal}x: {met(ratio >= goal)})"
         note = " [disturbed: others took CPU]" if disturbed(ort, named[other]) else ""
         parts.append(f"{ratio:.2f}x {what}{target}{note}")
+    int8_sentence = _int8(named, median)
     gflops = extra["gflop_per_s"]
     per_spectrum = extra["gflop_per_call"] / extra["batch"]
     efficiency = f" = **{gflops / peak:.0%} of the sgemm peak**" if peak else ""
@@ -200,8 +201,24 @@ def _backends(role: str, benches: list[dict], peak: float) -> list[str]:
         f"L={extra['length']}: {rate(extra['spectra_per_s'])} spectra/s x "
         f"{per_spectrum:.2f} GFLOP/spectrum = {gflops:.1f} GFLOP/s{efficiency}. "
         f"ORT CPU is faster than: {'; '.join(parts) or 'no other backend ran'} "
-        "(ratios of medians; below 1 means ORT CPU is slower)."
+        f"(ratios of medians; below 1 means ORT CPU is slower).{int8_sentence}"
     ]
+
+
+def _int8(named: dict, float32_median: float) -> str:
+    """The int8 copy (what ``nmrladder denoise`` runs on CPUs) against float32 ORT and eager."""
+    int8 = named.get("ort-cpu-int8")
+    if not int8:
+        return ""
+    median = int8["stats"]["median"]
+    sentence = f" Its int8 copy runs {float32_median / median:.2f}x float32 ORT CPU"
+    eager = named.get("torch-eager")
+    if eager:
+        ratio = eager["stats"]["median"] / median
+        goal = TARGETS["ort_over_eager_method"]
+        sentence += f" and **{ratio:.2f}x torch eager** (target >= {goal}x: {met(ratio >= goal)})"
+    rms = int8["extra_info"].get("rms_diff_vs_ort_cpu_sigma", float("nan"))
+    return sentence + f", {rms:.4f} noise sigmas rms from float32."
 
 
 def _cold_start(benches: list[dict]) -> list[str]:
@@ -244,7 +261,8 @@ def _end_to_end(benches: list[dict]) -> list[str]:
     per_spectrum = job["stats"]["median"] / n
     stages = extra.get("stage_seconds", {})
     lines = [
-        f"- **End to end** ({n} .npy files of {extra['length']} points, batch {extra['batch']}, "
+        f"- **End to end** ({n} .npy files of {extra['length']} points, "
+        f"{extra.get('precision', 'float32')} model, batch {extra['batch']}, "
         f"{extra.get('streams', 1)} inference stream(s)): "
         f"{rate(n / job['stats']['median'])} spectra/s file to file, "
         f"{rate(n / pure['stats']['median'])} spectra/s pure inference on the same spectra: "

@@ -6,11 +6,14 @@ from pathlib import Path
 
 DESCRIPTION = (
     "Export a training run's final weights: ONNX with dynamic batch and length, metadata and a "
-    "parity report against torch (ONNX Runtime CPU); a torch.export program (.pt2) for the "
-    "runtime's torch backend; TensorRT engines (fp32/fp16/bf16) where TensorRT and a GPU exist."
+    "parity report against torch (ONNX Runtime CPU); an int8 copy for ONNX Runtime on CPUs "
+    "(the convolutions that fit an error budget in int8, measured against float32); a "
+    "torch.export program (.pt2) for the runtime's torch backend; TensorRT engines "
+    "(fp32/fp16/bf16) where TensorRT and a GPU exist."
 )
 EXAMPLES = """  nmrladder export runs/cpu --out models/cpu
   nmrladder export runs/cpu --out models/cpu --formats onnx --opset 17
+  nmrladder export runs/cpu --out models/cpu --formats onnx,onnx-int8 --int8-budget 0.01
   nmrladder export runs/cpu --out models/cpu --formats onnx,pt2,tensorrt --precision fp16,bf16
 """
 
@@ -25,7 +28,14 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--formats",
         default="onnx,pt2",
-        help="comma list of onnx, pt2, tensorrt (default: onnx,pt2)",
+        help="comma list of onnx, onnx-int8, pt2, tensorrt (default: onnx,pt2)",
+    )
+    parser.add_argument(
+        "--int8-budget",
+        type=float,
+        default=None,
+        help="onnx-int8: rms departure from float32 allowed, in the input's noise sigmas "
+        "(default: 0.02)",
     )
     parser.add_argument(
         "--precision", default="fp16", help="TensorRT precisions, comma list of fp32, fp16, bf16"
@@ -60,6 +70,7 @@ def run(args) -> int:
         max_length=args.max_length,
         parity=not args.no_parity,
         name=args.name,
+        int8_budget=args.int8_budget,
     )
     for line in summary.lines():
         print(line)

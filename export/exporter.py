@@ -6,6 +6,7 @@ every artefact, and nothing silently changed: an option a format cannot honour i
 | format   | file                     | needs                    |
 | -------- | ------------------------ | ------------------------ |
 | onnx     | model.onnx (+ .parity.json) | torch, onnx, onnxscript, onnxruntime |
+| onnx-int8 | model.int8.onnx (+ .quant.json) | the onnx format's, for ORT on CPUs |
 | pt2      | model.pt2                | torch                    |
 | tensorrt | model.<precision>.plan (+ .json) | tensorrt, cuda-python, a GPU |
 """
@@ -24,7 +25,7 @@ from nmrladder.export.onnx_export import (
 )
 from nmrladder.runtime.errors import InputError
 
-FORMATS = ("onnx", "pt2", "tensorrt")
+FORMATS = ("onnx", "onnx-int8", "pt2", "tensorrt")
 
 
 @dataclass
@@ -33,6 +34,8 @@ class ExportSummary:
     parity: object = None
     pt2: Path | None = None
     engines: list = field(default_factory=list)
+    int8: Path | None = None
+    quantization: object = None
 
     def lines(self) -> list[str]:
         out = []
@@ -40,6 +43,9 @@ class ExportSummary:
             out.append(f"onnx: {self.onnx}")
         if self.parity is not None:
             out.append(self.parity.summary())
+        if self.int8:
+            out.append(f"onnx-int8: {self.int8}")
+            out.append(self.quantization.summary())
         if self.pt2:
             out.append(f"pt2:  {self.pt2}")
         out += [f"tensorrt: {plan} (+ {sidecar.name})" for plan, sidecar in self.engines]
@@ -58,6 +64,7 @@ def export_run(
     parity: bool = True,
     name: str = "model",
     training_data: str | None = None,
+    int8_budget: float | None = None,
 ) -> ExportSummary:
     """Export the final weights of a training run (see docs/export.md)."""
     from nmrladder.train.inference import load_run
@@ -65,10 +72,9 @@ def export_run(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise InputError(f"export formats {unknown}: use some of {FORMATS}")
-    if "tensorrt" in formats and "onnx" not in formats:
-        raise InputError(
-            "the TensorRT engine is built from the ONNX export: add 'onnx' to the formats"
-        )
+    for derived in ("tensorrt", "onnx-int8"):
+        if derived in formats and "onnx" not in formats:
+            raise InputError(f"{derived} is made from the ONNX export: add 'onnx' to the formats")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, config = load_run(run_dir)
     checkpoint = run_dir / "model.safetensors"
@@ -88,6 +94,18 @@ def export_run(
             parity=parity,
         )
         summary.onnx, summary.parity = onnx_result.path, onnx_result.parity
+    if "onnx-int8" in formats:
+        from nmrladder.export.parity import parity_lengths
+        from nmrladder.export.quantize import DEFAULT_BUDGET_SIGMA, quantize_int8
+
+        summary.int8 = out_dir / f"{name}.int8.onnx"
+        summary.quantization = quantize_int8(
+            summary.onnx,
+            summary.int8,
+            budget_sigma=DEFAULT_BUDGET_SIGMA if int8_budget is None else int8_budget,
+            check_lengths=parity_lengths(min_length, onnx_result.info.length_multiple,
+                                         min(32768, max_length)),
+        )
     if "pt2" in formats:
         from nmrladder.export.onnx_export import artefact_info
         from nmrladder.export.torch_program import export_program

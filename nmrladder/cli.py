@@ -21,6 +21,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "ablate": ("nmrladder.train.ablate_cli", "train METHOD 8's variants on one budget"),
     "denoise": ("nmrladder.runtime.denoise_cli", "denoise NMR files or SNR-ladder series in batch"),
     "export": ("nmrladder.export.export_cli", "ONNX / torch program / TensorRT artefacts + parity"),
+    "quantize": ("nmrladder.export.quantize_cli", "int8 copy of an ONNX model for CPUs"),
     "bench": ("nmrladder.runtime.bench_cli", "latency / throughput suites against the baselines"),
     "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
 }

@@ -35,7 +35,9 @@ def add_arguments(parser) -> None:
         "--model",
         type=Path,
         default=None,
-        help="artefact (.onnx, .plan, .pt2) or export folder (default: the shipped model)",
+        help="artefact (.onnx, .plan, .pt2) or export folder; with the ort backend a folder's "
+        "model.int8.onnx is taken before its model.onnx (default: the shipped model, int8 "
+        "for the ort backend, float32 for the others)",
     )
     parser.add_argument(
         "--backend", choices=BACKENDS, default="ort", help="inference backend (default: ort)"

@@ -198,7 +198,7 @@ def denoise_with_ray(
     if threads_per_worker is not None and threads_per_worker < 1:
         raise InputError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
     # Every node opens the artefact by this path: absolute, checked here before any work.
-    artefact = resolve_artefact(model_path or default_model_path(), backend).absolute()
+    artefact = resolve_artefact(model_path or default_model_path(backend), backend).absolute()
     if backend == "ort":
         open_session(artefact, backend, threads=1)  # a bad model fails here, not on each node
     out_dir = Path(out_dir)

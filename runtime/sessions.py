@@ -260,6 +260,8 @@ def resolve_artefact(path: str | Path, backend: str) -> Path:
         return plans[0]
     pattern = "*.pt2" if backend == "torch" else "*.onnx"
     candidates = sorted(p for p in path.glob(pattern) if p.name.count(".") == 1)
+    if backend == "ort":  # the CPU backend runs the export's int8 copy when it has one
+        candidates = sorted(path.glob("*.int8.onnx")) + candidates
     if not candidates:
         raise ModelError(
             f"{path}: no {pattern} artefact in this folder; export one with nmrladder export"

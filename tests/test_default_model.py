@@ -1,6 +1,7 @@
-"""The shipped model (runtime/models/default.onnx): it loads through Denoiser.default(),
-describes itself, and denoises held-out simulated spectra (the simulator's truth is the
-oracle) at every length and normalisation the runtime promises."""
+"""The shipped model (runtime/models/default.onnx and its int8 copy default.int8.onnx, which
+the CPU backend runs): it loads through Denoiser.default(), describes itself, and denoises
+held-out simulated spectra (the simulator's truth is the oracle) at every length and
+normalisation the runtime promises; the int8 copy stays within its budget of float32."""
 
 import numpy as np
 import pytest
@@ -19,8 +20,10 @@ def denoiser():
 
 
 def test_default_model_is_shipped_and_self_describing(denoiser):
-    assert default_model_path().is_file()
+    assert default_model_path("ort").name == "default.int8.onnx"
+    assert default_model_path("ort-cuda").name == "default.onnx"
     info = denoiser.info
+    assert info.extra["precision"] == "int8"
     assert info.input_scaling == "robust_noise_v1"
     assert info.min_length <= 2048 and info.max_length >= 131072
     assert info.model_config["stem_stride"] == 4
@@ -57,3 +60,15 @@ def test_default_model_any_length_and_scale(denoiser, length):
     plain, scaled = _gain(denoiser, ladders), _gain(denoiser, ladders, times_1e6)
     assert plain > 6.0
     assert abs(plain - scaled) < 0.05  # the robust scaling makes the units irrelevant
+
+
+def test_int8_copy_stays_within_its_budget_of_float32(denoiser):
+    from nmrladder.runtime.scaling import to_model_input
+
+    float32 = Denoiser(default_model_path("ort-cuda"), threads=2)  # the parity-checked model
+    budget = denoiser.info.extra["int8_budget_sigma"]
+    ladders = simulate_ladders(4, 2, 16384, 2.0, 5.0, 2718)  # held out: not calibration data
+    z, _, _ = to_model_input(ladders.x.reshape(-1, 16384), denoiser.info.length_multiple)
+    # both outputs are in the input's noise sigmas
+    departure = np.sqrt(np.mean(np.square(denoiser.session.run(z) - float32.session.run(z))))
+    assert 1e-4 < departure <= 1.5 * budget  # measured 0.01 (budget 0.02)

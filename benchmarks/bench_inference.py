@@ -7,9 +7,9 @@ see conftest.py), the models of conftest.py (the product model and METHOD's defa
 
 Groups:
 
-- ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product);
-  p50 and p99 over the rounds in extra_info.
-- ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s).
+- ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product: its
+  int8 copy, as the CPU backend runs it); p50 and p99 over the rounds in extra_info.
+- ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s), int8.
 - ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU in float32,
   its int8 copy (export/quantize.py: what ``nmrladder denoise`` runs on CPUs; its rms
   departure from float32 in extra_info), the same weights exported at opset 20 (GELU as one
@@ -52,6 +52,13 @@ def spectra(batch: int, length: int) -> np.ndarray:
     return x
 
 
+def _product_session(model, sizes):
+    """What the CPU backend runs for the product: its int8 copy."""
+    from nmrladder.runtime.sessions import OrtSession
+
+    return OrtSession(model.int8_copy(sizes.cache), threads=sizes.threads)
+
+
 # --------------------------------------------------------------------------- latency
 
 
@@ -59,10 +66,10 @@ def spectra(batch: int, length: int) -> np.ndarray:
 def test_latency(benchmark, models, sizes, recorder, length):
     model = models["product"]
     n = sizes.length(length)
-    session = model.session()
+    session = _product_session(model, sizes)
     x = spectra(1, n)
     benchmark.group = "latency, batch 1 (ORT CPU, product)"
-    benchmark.extra_info.update(model.info(), length=n, batch=1)
+    benchmark.extra_info.update(model.info(), length=n, batch=1, precision="int8")
     rounds = sizes.rounds(100 if length > 16384 else 200)
     benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=3)
     recorder(benchmark, spectra=1, points=n, flop=model.gflop(n) * 1e9)
@@ -75,10 +82,10 @@ def test_latency(benchmark, models, sizes, recorder, length):
 def test_throughput(benchmark, models, sizes, recorder, batch):
     model = models["product"]
     n = sizes.length(L)
-    session = model.session()
+    session = _product_session(model, sizes)
     x = spectra(batch, n)
     benchmark.group = f"throughput, L={L} (ORT CPU, product)"
-    benchmark.extra_info.update(model.info(), length=n, batch=batch)
+    benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8")
     rounds = sizes.rounds({1: 50, 8: 20, 64: 5}[batch])
     benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=1)
     recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)

@@ -26,7 +26,7 @@ from nmrladder.runtime.sessions import default_threads, open_session
 
 DEFAULT_MODEL = "default.onnx"
 #: The same weights with the convolutions that fit 0.02 noise sigmas in int8 (export/quantize.py):
-#: what the CPU backend runs by default, 1.3-1.45x faster at the same METHOD 7 figures.
+#: what the CPU backend runs by default, 1.3-1.5x faster at the same METHOD 7 figures.
 DEFAULT_INT8_MODEL = "default.int8.onnx"
 
 

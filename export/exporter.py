@@ -95,7 +95,6 @@ def export_run(
         )
         summary.onnx, summary.parity = onnx_result.path, onnx_result.parity
     if "onnx-int8" in formats:
-        from nmrladder.export.parity import parity_lengths
         from nmrladder.export.quantize import DEFAULT_BUDGET_SIGMA, quantize_int8
 
         summary.int8 = out_dir / f"{name}.int8.onnx"
@@ -103,8 +102,6 @@ def export_run(
             summary.onnx,
             summary.int8,
             budget_sigma=DEFAULT_BUDGET_SIGMA if int8_budget is None else int8_budget,
-            check_lengths=parity_lengths(min_length, onnx_result.info.length_multiple,
-                                         min(32768, max_length)),
         )
     if "pt2" in formats:
         from nmrladder.export.onnx_export import artefact_info

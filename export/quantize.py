@@ -25,13 +25,13 @@ import contextlib
 import json
 import logging
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nmrladder.export.onnx_export import read_onnx_info
+from nmrladder.export.parity import onnxruntime_runner, parity_lengths
 from nmrladder.runtime.artefact import PREFIX
 from nmrladder.runtime.atomic import atomic_path, write_text_atomic
 from nmrladder.runtime.errors import InputError, ModelError
@@ -80,14 +80,15 @@ def quantize_int8(
     budget_sigma: float = DEFAULT_BUDGET_SIGMA,
     spectra: int = 16,
     length: int = 4096,
-    check_lengths: tuple[int, ...] = (),
+    check_lengths: tuple[int, ...] | None = None,
     threads: int | None = None,
     progress: bool = True,
 ) -> QuantizationReport:
     """Write ``destination``: the float32 nmrladder ONNX ``source`` with the convolutions that
     fit ``budget_sigma`` in int8. ``spectra`` simulated spectra of ``length`` points calibrate
-    the activation ranges and as many others measure the departures; ``check_lengths`` are
-    measured again at the end (2 spectra each). The report is saved beside the destination
+    the activation ranges and as many others measure the departures; ``check_lengths``
+    (default: the export's parity lengths, 256 to 32768 points) are measured again at the end
+    (2 spectra each). The report is saved beside the destination
     (``<destination>.quant.json``) and returned. Nothing is written when nothing fits."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -103,20 +104,22 @@ def quantize_int8(
             f"of at least the model's minimum length ({info.min_length})"
         )
     multiple = info.length_multiple
+    if check_lengths is None:
+        check_lengths = parity_lengths(info.min_length, multiple, min(32768, info.max_length))
     calibration = _inputs(spectra, length, multiple, seed=1)
     held_out = _inputs(spectra, length, multiple, seed=2)
     with _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="nmrladder-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         convolutions = _convolutions(prepared, source)
-        reference = _runner(prepared, threads)
+        reference = onnxruntime_runner(prepared, threads)
         expected = reference(held_out)
 
         def departure(nodes: list[str]) -> float:
             """rms |int8 - float32| on the held-out spectra with ``nodes`` quantized."""
             built = Path(scratch) / "candidate.onnx"
             _quantize(prepared, built, nodes, calibration)
-            return _rms(_runner(built, threads)(held_out) - expected)
+            return _rms(onnxruntime_runner(built, threads)(held_out) - expected)
 
         sensitivity = {}
         for node in _progress(convolutions, progress, "int8 sensitivity"):
@@ -139,7 +142,7 @@ def quantize_int8(
         final = Path(scratch) / "final.onnx"
         _quantize(prepared, final, chosen, calibration)
         _record(final, info, report)
-        quantized, float32 = _runner(final, threads), reference
+        quantized, float32 = onnxruntime_runner(final, threads), reference
         for check_length in check_lengths:
             z = _inputs(2, check_length, multiple, seed=check_length)
             report.checks.append(
@@ -240,12 +243,6 @@ def _record(path: Path, info, report: QuantizationReport) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
-
-
-def _runner(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    from nmrladder.export.parity import onnxruntime_runner
-
-    return onnxruntime_runner(path, threads)
 
 
 @contextlib.contextmanager

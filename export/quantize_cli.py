@@ -30,19 +30,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from nmrladder.export.onnx_export import read_onnx_info
-    from nmrladder.export.parity import parity_lengths
     from nmrladder.export.quantize import DEFAULT_BUDGET_SIGMA, quantize_int8
 
     out = args.out or args.model.with_name(args.model.name.removesuffix(".onnx") + ".int8.onnx")
-    info = read_onnx_info(args.model)
     report = quantize_int8(
         args.model,
         out,
         budget_sigma=DEFAULT_BUDGET_SIGMA if args.budget is None else args.budget,
-        check_lengths=parity_lengths(
-            info.min_length, info.length_multiple, min(32768, info.max_length)
-        ),
         progress=not args.no_progress,
     )
     print(f"{out}: {report.summary()}")

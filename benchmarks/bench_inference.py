@@ -52,8 +52,8 @@ def spectra(batch: int, length: int) -> np.ndarray:
     return x
 
 
-def _product_session(model, sizes):
-    """What the CPU backend runs for the product: its int8 copy."""
+def _int8_session(model, sizes):
+    """The model's int8 copy, what the CPU backend runs."""
     from nmrladder.runtime.sessions import OrtSession
 
     return OrtSession(model.int8_copy(sizes.cache), threads=sizes.threads)
@@ -66,7 +66,7 @@ def _product_session(model, sizes):
 def test_latency(benchmark, models, sizes, recorder, length):
     model = models["product"]
     n = sizes.length(length)
-    session = _product_session(model, sizes)
+    session = _int8_session(model, sizes)
     x = spectra(1, n)
     benchmark.group = "latency, batch 1 (ORT CPU, product)"
     benchmark.extra_info.update(model.info(), length=n, batch=1, precision="int8")
@@ -82,7 +82,7 @@ def test_latency(benchmark, models, sizes, recorder, length):
 def test_throughput(benchmark, models, sizes, recorder, batch):
     model = models["product"]
     n = sizes.length(L)
-    session = _product_session(model, sizes)
+    session = _int8_session(model, sizes)
     x = spectra(batch, n)
     benchmark.group = f"throughput, L={L} (ORT CPU, product)"
     benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8")
@@ -178,7 +178,7 @@ def test_backend(benchmark, models, sizes, recorder, role, backend):
         session = model.session()
         run = lambda: session.run(x)  # noqa: E731
     elif backend == "ort-cpu-int8":
-        variant = OrtSession(model.int8_copy(sizes.cache), threads=sizes.threads)
+        variant = _int8_session(model, sizes)
         run = lambda: variant.run(x)  # noqa: E731
     elif backend == "ort-cpu-opset20":
         variant = OrtSession(model.exported_at_opset(20, sizes.cache), threads=sizes.threads)

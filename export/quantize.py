@@ -115,30 +115,32 @@ def quantize_int8(
         convolutions = _convolutions(prepared, source)
         reference = onnxruntime_runner(prepared, threads)
         expected = reference(held_out)
+        checks = []  # (length, inputs, float32 outputs)
+        for check_length in check_lengths:
+            z = _inputs(2, check_length, multiple, seed=check_length)
+            checks.append((check_length, z, reference(z)))
 
-        def departure(nodes: list[str]) -> float:
-            """rms |int8 - float32| on the held-out spectra with ``nodes`` quantized."""
-            built = Path(scratch) / "candidate.onnx"
-            _quantize(prepared, built, nodes, calibration)
-            return _rms(onnxruntime_runner(built, threads)(held_out) - expected)
+        def quantized(nodes: list[str], path: Path):
+            """A runner of the model with ``nodes`` in int8, built at ``path``."""
+            _quantize(prepared, path, nodes, calibration)
+            return onnxruntime_runner(path, threads)
 
+        candidate = Path(scratch) / "candidate.onnx"
         sensitivity = {}
         for node in _progress(convolutions, progress, "int8 sensitivity"):
-            sensitivity[node] = departure([node])
-        checks = [(n, _inputs(2, n, multiple, seed=n)) for n in check_lengths]
+            sensitivity[node] = _rms(quantized([node], candidate)(held_out) - expected)
         final = Path(scratch) / "final.onnx"
         chosen = _fitting(sensitivity, budget_sigma)
         while chosen:
             # Departures do not always add in quadrature, nor hold at every length: the
             # chosen set is measured as built, and its most sensitive member dropped until
             # it fits everywhere.
-            rms = departure(chosen)
+            run = quantized(chosen, final)
+            rms = _rms(run(held_out) - expected)
             measured = []
             if rms <= budget_sigma:
-                _quantize(prepared, final, chosen, calibration)
-                quantized = onnxruntime_runner(final, threads)
-                measured = [{"length": n, "rms_sigma": _rms(quantized(z) - reference(z))}
-                            for n, z in checks]
+                measured = [{"length": n, "rms_sigma": _rms(run(z) - want)}
+                            for n, z, want in checks]
                 if all(c["rms_sigma"] <= budget_sigma for c in measured):
                     break
             chosen = chosen[:-1]

@@ -351,9 +351,7 @@ class DenoiseJob:
             target=self._writer_loop, args=(finished, results, bar), daemon=True
         )
         writer.start()
-        feeder = threading.Thread(
-            target=self._reader_loop, args=(paths, ready), daemon=True
-        )
+        feeder = threading.Thread(target=self._reader_loop, args=(paths, ready), daemon=True)
         feeder.start()
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
         inference = [

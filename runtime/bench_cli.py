@@ -97,6 +97,8 @@ def pytest_command(args, folder: Path, json_path: Path) -> list[str]:
         "--benchmark-only",
         f"--benchmark-json={json_path}",
         "--benchmark-columns=median,min,rounds",
+        "-o",
+        "timeout=1800",  # the tests' per-test limit (pyproject.toml) is too short for suites
     ]
     if args.select:
         command += ["-k", args.select]

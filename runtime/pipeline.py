@@ -160,6 +160,8 @@ def read_scaled(index: int, path: Path, info) -> ScaledInput:
         item.snr_before = float((spectrum.intensities.max() - item.center) / item.sigma)
     except (NmrLadderError, OSError) as err:
         item.error = _named(err, path)
+    except Exception as err:  # a parser's own failure on a malformed file fails that file only
+        item.error = f"{path}: could not be read ({type(err).__name__}: {err})"
     return item
 
 
@@ -206,6 +208,9 @@ def write_denoised(
             _plot(spectrum, y, item.path, out_dir)
     except (NmrLadderError, OSError) as err:
         result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
+    except Exception as err:  # fails this output only; the job goes on with the others
+        message = f"{item.path}: could not be written ({type(err).__name__}: {err})"
+        result = FileResult(str(item.path), status="failed", message=message)
     return result
 
 
@@ -347,27 +352,24 @@ class DenoiseJob:
         failures: list[BaseException] = []
         self._stop.clear()
         bar = _progress(len(paths), self.progress)
-        writer = threading.Thread(
-            target=self._writer_loop, args=(finished, results, bar), daemon=True
-        )
-        writer.start()
-        feeder = threading.Thread(target=self._reader_loop, args=(paths, ready), daemon=True)
-        feeder.start()
+        writer = self._start_stage(failures, self._writer_loop, finished, results, bar)
+        feeder = self._start_stage(failures, self._reader_loop, paths, ready)
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
         inference = [
-            threading.Thread(
-                target=self._inference_stream, args=(ready, finished, failures), daemon=True
-            )
+            self._start_stage(failures, self._inference_loop, ready, finished)
             for _ in range(self.streams)
         ]
         try:
             for thread in inference:
-                thread.start()
-            for thread in inference:
                 thread.join()
         finally:
             self._stop.set()  # unblocks the readers if inference stopped early
-            finished.put(_DONE)
+            while writer.is_alive():  # the end mark, unless the writer already stopped
+                try:
+                    finished.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
             writer.join()
             feeder.join()
             bar.close()
@@ -375,6 +377,23 @@ class DenoiseJob:
         if failures:
             raise failures[0]
         return results
+
+    def _start_stage(self, failures: list[BaseException], loop, *args) -> threading.Thread:
+        """Run one stage's ``loop`` in a thread. An exception in any stage stops the job: the
+        other stages see ``_stop`` instead of waiting forever on a queue the failed stage no
+        longer serves, and _run_pipeline raises the first exception once all have ended."""
+
+        def guarded() -> None:
+            try:
+                loop(*args)
+            except BaseException as err:
+                failures.append(err)
+                self._stop.set()
+
+        name = f"nmrladder-{loop.__name__.strip('_')}"
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def _put(self, target: queue.Queue, entry) -> bool:
         """put() that gives up when the job stops (False), so no thread waits forever."""
@@ -402,15 +421,6 @@ class DenoiseJob:
         for _ in range(self.streams):  # one end mark per inference stream
             self._put(ready, _DONE)
 
-    def _inference_stream(
-        self, ready: queue.Queue, finished: queue.Queue, failures: list[BaseException]
-    ) -> None:
-        try:
-            self._inference_loop(ready, finished)
-        except BaseException as err:  # re-raised by _run_pipeline after the threads stop
-            failures.append(err)
-            self._stop.set()
-
     def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
         pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
         batch_size = self.denoiser.batch_size
@@ -422,7 +432,7 @@ class DenoiseJob:
             if item is _DONE:
                 break
             if item.error:
-                finished.put((item, None))
+                self._put(finished, (item, None))
                 continue
             group = pending.setdefault(item.z.size, [])
             group.append(item)
@@ -441,11 +451,11 @@ class DenoiseJob:
         except NmrLadderError as err:
             for it in items:
                 it.error = f"inference failed: {err}"
-                finished.put((it, None))
+                self._put(finished, (it, None))
             return
         self._add_time("infer", time.perf_counter() - started)
         for it, row in zip(items, out, strict=True):
-            finished.put((it, row))
+            self._put(finished, (it, row))
 
     def _writer_loop(self, finished: queue.Queue, results: list[FileResult], bar) -> None:
         while True:

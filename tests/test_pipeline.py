@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import nmrglue as ng
 import numpy as np
@@ -327,6 +329,55 @@ def test_a_failing_stream_stops_the_job_with_its_error(tiny_model_dir, spectra, 
         sorted(inputs.glob("*.npy"))
     )
     assert sum(r.status in ("ok", "skipped") for r in summary.results) == 40
+
+
+@pytest.mark.timeout(120)  # the failure this guards against is a job that never returns
+@pytest.mark.parametrize("stage", ["_read", "_write"])
+def test_a_failing_reader_or_writer_stops_the_job_with_its_error(
+    stage, tiny_model_dir, spectra, tmp_path, monkeypatch
+):
+    # More files than the queues hold: a stage that died silently would leave the others
+    # waiting on a full or empty queue forever.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(30):
+        np.save(inputs / f"s{i:02d}.npy", spectra.x[i % 6, i % 3])
+    original, calls = getattr(DenoiseJob, stage), []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError(f"bug in {stage}")
+        return original(self, *args)
+
+    monkeypatch.setattr(DenoiseJob, stage, failing)
+    job = DenoiseJob(Denoiser(tiny_model_dir, batch_size=2), tmp_path / "out", progress=False)
+    with pytest.raises(RuntimeError, match=f"bug in {stage}"):
+        job.run(sorted(inputs.glob("*.npy")))
+    assert not any(t.name.startswith("nmrladder-") for t in threading.enumerate())
+
+
+def test_an_unexpected_parser_error_fails_only_its_file(
+    tiny_model_dir, spectra, tmp_path, monkeypatch
+):
+    import nmrladder.runtime.io as io_module
+
+    for name in ("a", "b", "c"):
+        np.save(tmp_path / f"{name}.npy", spectra.x[0, 0])
+    read = io_module.read_spectrum
+
+    def parser_with_a_bug(path):
+        if Path(path).name == "b.npy":
+            raise KeyError("FTSIZE")  # as a parser may raise on a malformed file
+        return read(path)
+
+    monkeypatch.setattr(io_module, "read_spectrum", parser_with_a_bug)
+    summary = DenoiseJob(Denoiser(tiny_model_dir), tmp_path / "out", progress=False).run(
+        [tmp_path / f"{name}.npy" for name in ("a", "b", "c")]
+    )
+    assert [r.status for r in summary.results] == ["ok", "failed", "ok"]
+    assert str(tmp_path / "b.npy") in summary.results[1].message
+    assert "KeyError" in summary.results[1].message
 
 
 def test_streams_are_checked(tiny_model_dir, spectra, tmp_path, capsys):

@@ -283,6 +283,16 @@ def _end_to_end(benches: list[dict]) -> list[str]:
             f"  Stages of the median round (summed over the stage's threads): {shown}; wall "
             f"{wall:.3f} s; overlap (sum of stage times / wall) **{extra['overlap']:.2f}**."
         )
+    if "scale" in stages:  # the job's own stages, as the issue names them: read, preprocess, ...
+        target = TARGETS["preprocess_share"]
+        read, scale = stages["read"] / n, stages["scale"] / n
+        lines.append(
+            f"  In the job, per spectrum: reading {seconds(read)} = {read / per_spectrum:.1%}, "
+            f"preprocessing (robust scaling to the model's input) {seconds(scale)} = "
+            f"**{scale / per_spectrum:.1%}** of the job's {seconds(per_spectrum)} (target <= "
+            f"{target:.0%}: {met(scale / per_spectrum <= target)}; reading and preprocessing "
+            f"together {(read + scale) / per_spectrum:.1%})."
+        )
     for name, what in (
         ("read_scale", "read + scale (one reader)"),
         ("scale_unscale", "scaling in and out"),

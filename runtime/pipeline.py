@@ -32,6 +32,7 @@ from nmrladder.runtime.errors import InputError, NmrLadderError
 from nmrladder.runtime.scaling import from_model_output, to_model_input
 
 MANIFEST = "manifest.jsonl"
+STAGES = ("read", "scale", "infer", "write")  # JobSummary.stage_seconds, in pipeline order
 _DONE = object()  # end-of-stream marker between the stages
 
 
@@ -139,12 +140,14 @@ class ScaledInput:
     snr_before: float = float("nan")
     error: str = ""
     started: float = 0.0
+    read_seconds: float = 0.0  # of the time since ``started``, reading (the rest is scaling)
 
 
 def read_scaled(index: int, path: Path, info) -> ScaledInput:
     """Read one input and scale it to the model's input (``info``: the artefact's ArtefactInfo).
 
-    A bad input comes back with ``error`` set (naming the file), never as an exception.
+    A bad input comes back with ``error`` set (naming the file), never as an exception: an
+    unexpected one from a parser on a malformed file fails that file only.
     """
     from nmrladder.runtime.io import read_spectrum
 
@@ -152,6 +155,7 @@ def read_scaled(index: int, path: Path, info) -> ScaledInput:
     try:
         spectrum = read_spectrum(path)
         info.check_length(len(spectrum), str(path))
+        item.read_seconds = time.perf_counter() - item.started
         z, centers, sigmas = to_model_input(
             spectrum.intensities[None, :], info.length_multiple, threads=1
         )
@@ -160,8 +164,8 @@ def read_scaled(index: int, path: Path, info) -> ScaledInput:
         item.snr_before = float((spectrum.intensities.max() - item.center) / item.sigma)
     except (NmrLadderError, OSError) as err:
         item.error = _named(err, path)
-    except Exception as err:  # a parser's own failure on a malformed file fails that file only
-        item.error = f"{path}: could not be read ({type(err).__name__}: {err})"
+    except Exception as err:
+        item.error = unexpected_error(err, path)
     return item
 
 
@@ -177,8 +181,8 @@ def write_denoised(
     """Map the network's ``output`` back to the input's units and write it atomically.
 
     ``disambiguate``: the input's file name is shared by other inputs (see colliding_names).
-    Returns the input's result, not yet in the manifest (the caller records it); a failure
-    comes back as a "failed" result naming the file.
+    Returns the input's result, not yet in the manifest (the caller records it); a failure,
+    an unexpected exception included, comes back as a "failed" result naming the file.
     """
     from nmrladder.runtime.io import output_path_for, write_spectrum
 
@@ -208,8 +212,8 @@ def write_denoised(
             _plot(spectrum, y, item.path, out_dir)
     except (NmrLadderError, OSError) as err:
         result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
-    except Exception as err:  # fails this output only; the job goes on with the others
-        message = f"{item.path}: could not be written ({type(err).__name__}: {err})"
+    except Exception as err:
+        message = unexpected_error(err, item.path)
         result = FileResult(str(item.path), status="failed", message=message)
     return result
 
@@ -295,14 +299,16 @@ class DenoiseJob:
         self.in_place = in_place
         self.manifest = Manifest(self.out_dir)
         self._colliding_names: set[str] = set()
-        self._stage_seconds = {"read+scale": 0.0, "infer": 0.0, "write": 0.0}
+        self._stage_seconds = dict.fromkeys(STAGES, 0.0)
         self._timing_lock = threading.Lock()
         self._stop = threading.Event()  # set when the job must end early; cleared per run
 
     # -- stages -------------------------------------------------------------------------
     def _read(self, index: int, path: Path) -> ScaledInput:
         item = read_scaled(index, path, self.denoiser.info)
-        self._add_time("read+scale", time.perf_counter() - item.started)
+        read, scale = split_read_time(item, time.perf_counter())
+        self._add_time("read", read)
+        self._add_time("scale", scale)
         return item
 
     def _add_time(self, stage: str, seconds: float) -> None:
@@ -486,6 +492,19 @@ def _disambiguated(destination: Path, source: Path) -> Path:
     return destination.with_name(f"{source.parent.name}-{tag}__{destination.name}")
 
 
+def unexpected_error(err: Exception, path: Path) -> str:
+    """The message for an exception no stage expected (a parser's own, say), naming the input."""
+    return f"{path}: {type(err).__name__}: {err}"
+
+
+def split_read_time(item: ScaledInput, now: float) -> tuple[float, float]:
+    """(reading, scaling) seconds of ``item`` up to ``now``; an input that failed to be read
+    spent it all reading."""
+    elapsed = now - item.started
+    read = item.read_seconds or elapsed
+    return read, elapsed - read
+
+
 def _named(err: Exception, path: Path) -> str:
     """The error's message, starting with the input's path when it does not name it already."""
     return str(err) if str(path) in str(err) else f"{path}: {err}"
@@ -544,6 +563,7 @@ def _is_candidate(path: Path, detect_format) -> bool:
 
 
 __all__ = [
+    "STAGES",
     "DenoiseJob",
     "FileResult",
     "JobSummary",
@@ -553,6 +573,8 @@ __all__ = [
     "discover_inputs",
     "plan_resume",
     "read_scaled",
+    "split_read_time",
+    "unexpected_error",
     "write_denoised",
 ]
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from nmrladder.runtime.errors import BackendUnavailable, InputError, NmrLadderError
 from nmrladder.runtime.pipeline import (
+    STAGES,
     FileResult,
     JobSummary,
     Manifest,
@@ -36,6 +37,7 @@ from nmrladder.runtime.pipeline import (
     colliding_names,
     plan_resume,
     read_scaled,
+    split_read_time,
     write_denoised,
 )
 
@@ -47,7 +49,6 @@ GPU_BACKENDS = ("ort-cuda", "ort-tensorrt", "trt")
 # BATCH_RETRIES times (Ray Data's default: forever), then its inputs are reported failed.
 ACTOR_RESTARTS = -1
 BATCH_RETRIES = 2
-_STAGES = ("read+scale", "infer", "write")
 
 
 def import_ray():
@@ -96,22 +97,18 @@ class DenoiseActor:
         outputs, infer_seconds = self._infer(items)
         written = list(self.pool.map(self._write, items, outputs, flags))
         columns: dict[str, list] = {name: [] for name in _COLUMNS}
-        for (item, read_s), infer_s, (result, write_s) in zip(
+        for (item, (read_s, scale_s)), infer_s, (result, write_s) in zip(
             read, infer_seconds, written, strict=True
         ):
             record = {"row": item.index, **asdict(result)}
-            record.update({"read+scale": read_s, "infer": infer_s, "write": write_s})
+            record.update({"read": read_s, "scale": scale_s, "infer": infer_s, "write": write_s})
             for name in _COLUMNS:
                 columns[name].append(record[name])
         return {name: np.asarray(values) for name, values in columns.items()}
 
-    def _read(self, row: int, path: Path) -> tuple[ScaledInput, float]:
-        started = time.perf_counter()
-        try:
-            item = read_scaled(row, path, self.denoiser.info)
-        except Exception as err:  # a reader bug on an odd file: that input fails, not the batch
-            item = ScaledInput(row, path, error=_unexpected(err, path), started=started)
-        return item, time.perf_counter() - started
+    def _read(self, row: int, path: Path) -> tuple[ScaledInput, tuple[float, float]]:
+        item = read_scaled(row, path, self.denoiser.info)  # a bad file fails alone, as data
+        return item, split_read_time(item, time.perf_counter())
 
     def _infer(self, items: list[ScaledInput]) -> tuple[list, list[float]]:
         """Outputs (None where the input failed) and each input's share of inference time."""
@@ -136,28 +133,19 @@ class DenoiseActor:
 
     def _write(self, item: ScaledInput, output, disambiguate: bool) -> tuple[FileResult, float]:
         started = time.perf_counter()
-        try:
-            result = write_denoised(
-                item,
-                output,
-                self.out_dir,
-                in_place=self.in_place,
-                disambiguate=disambiguate,
-                plot=self.plot,
-            )
-        except Exception as err:
-            result = FileResult(
-                str(item.path), status="failed", message=_unexpected(err, item.path)
-            )
+        result = write_denoised(  # a failure comes back as a failed result, as data
+            item,
+            output,
+            self.out_dir,
+            in_place=self.in_place,
+            disambiguate=disambiguate,
+            plot=self.plot,
+        )
         result.seconds = time.perf_counter() - item.started
         return result, time.perf_counter() - started
 
 
-_COLUMNS = ("row", *FileResult.__dataclass_fields__, *_STAGES)
-
-
-def _unexpected(err: Exception, path: Path) -> str:
-    return f"{path}: {type(err).__name__}: {err}"
+_COLUMNS = ("row", *FileResult.__dataclass_fields__, *STAGES)
 
 
 def denoise_with_ray(
@@ -206,7 +194,7 @@ def denoise_with_ray(
     paths = [Path(p) for p in inputs]
     skipped, todo = plan_resume(paths, out_dir, resume)
     summary = JobSummary(results=skipped)
-    summary.stage_seconds = dict.fromkeys(_STAGES, 0.0)
+    summary.stage_seconds = dict.fromkeys(STAGES, 0.0)
     if todo:
         collisions = colliding_names(paths)
         rows = [
@@ -311,7 +299,7 @@ def _run(
                 if result.status == "ok":
                     result = _recorded(manifest, result)
                 results[int(record["row"])] = result
-                for stage in _STAGES:
+                for stage in STAGES:
                     stage_seconds[stage] += float(record[stage])
                 bar.update(1)
     except ray.exceptions.RayActorError as err:

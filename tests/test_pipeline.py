@@ -17,7 +17,15 @@ from nmrfiles import SI, make_bruker
 from nmrladder.cli import main
 from nmrladder.runtime import BackendUnavailable, Denoiser, InputError, ModelError
 from nmrladder.runtime.io import read_spectrum
-from nmrladder.runtime.pipeline import DenoiseJob, discover_inputs, read_ladder, run_series
+from nmrladder.runtime.pipeline import (
+    STAGES,
+    DenoiseJob,
+    ScaledInput,
+    discover_inputs,
+    read_ladder,
+    run_series,
+    split_read_time,
+)
 from nmrladder.train.simulate import simulate_ladders
 
 
@@ -125,6 +133,15 @@ def test_bad_inputs_are_named_and_others_still_processed(tiny_model_dir, spectra
         assert any(p in result.message for p in pattern.split("|")), result.message
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == ["good_denoised.npy", "manifest.jsonl"]  # nothing partial, nothing else
+    assert list(summary.stage_seconds) == list(STAGES)
+    assert all(seconds > 0 for seconds in summary.stage_seconds.values())
+
+
+def test_reading_and_scaling_times_are_told_apart():
+    item = ScaledInput(0, Path("a.npy"), started=10.0)
+    assert split_read_time(item, 12.0) == (2.0, 0.0)  # never read: all of it was reading
+    item.read_seconds = 0.5
+    assert split_read_time(item, 12.0) == (0.5, 1.5)
 
 
 def test_cli_exit_code_and_missing_model_or_backend(tiny_model_dir, spectra, tmp_path, capsys):

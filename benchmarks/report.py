@@ -283,19 +283,16 @@ def _end_to_end(benches: list[dict]) -> list[str]:
             f"  Stages of the median round (summed over the stage's threads): {shown}; wall "
             f"{wall:.3f} s; overlap (sum of stage times / wall) **{extra['overlap']:.2f}**."
         )
-    if "scale" in stages:  # the job's own stages, as the issue names them: read, preprocess, ...
-        target = TARGETS["preprocess_share"]
+    if "scale" in stages:
         read, scale = stages["read"] / n, stages["scale"] / n
         lines.append(
-            f"  In the job, per spectrum: reading {seconds(read)} = {read / per_spectrum:.1%}, "
-            f"preprocessing (robust scaling to the model's input) {seconds(scale)} = "
-            f"**{scale / per_spectrum:.1%}** of the job's {seconds(per_spectrum)} (target <= "
-            f"{target:.0%}: {met(scale / per_spectrum <= target)}; reading and preprocessing "
-            f"together {(read + scale) / per_spectrum:.1%})."
+            f"  The readers' time per spectrum in the job: reading {seconds(read)}, scaling "
+            f"{seconds(scale)} (wall time in the readers' threads, waits for a core included: "
+            "they share the cores with the network, so this is not their cost; that is below)."
         )
     for name, what in (
         ("read_scale", "read + scale (one reader)"),
-        ("scale_unscale", "scaling in and out"),
+        ("scale_unscale", "the preprocess stage, scaling in and out"),
     ):
         if name in named:
             share = named[name]["stats"]["median"] / per_spectrum

@@ -7,41 +7,33 @@ the destination only once complete (os.replace is atomic on POSIX within one fil
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
-
-def _read_umask() -> int:
-    # Read once at import: os.umask is process-wide, and setting it later would race with
-    # files other threads are creating.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
+# Temporary names: the process id and a counter make them unique among this machine's
+# writers, and O_EXCL makes a clash (another host on a shared folder, a stale temporary)
+# a retry, never a shared file. Cheaper than tempfile.mkstemp's random names, and created
+# with the permissions of an ordinary new file (mkstemp's are 0600 and need a chmod).
+_temporary_numbers = itertools.count()
+_CLASH_RETRIES = 100
 
 
 def _temporary_beside(destination: Path, suffix: str | None) -> tuple[int, Path]:
-    """A new file beside ``destination`` (its directory made if needed), with the permissions
-    of an ordinary new file: ``(fd, path)``, the fd open for writing."""
+    """A new file beside ``destination`` (its directory made if needed): ``(fd, path)``,
+    the fd open for writing."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{destination.name}.tmp-",
-        suffix=destination.suffix if suffix is None else suffix,
-        dir=destination.parent,
-    )
-    try:
-        # mkstemp creates 0600; outputs get the permissions of an ordinary new file (umask).
-        os.fchmod(fd, 0o666 & ~_UMASK)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp_name)
-        raise
-    return fd, Path(tmp_name)
+    suffix = destination.suffix if suffix is None else suffix
+    for _ in range(_CLASH_RETRIES):
+        tmp = destination.with_name(
+            f".{destination.name}.tmp-{os.getpid()}-{next(_temporary_numbers)}{suffix}"
+        )
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{destination}: no free temporary name beside it")
 
 
 @contextlib.contextmanager
@@ -70,22 +62,17 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
         yield tmp
 
 
-@contextlib.contextmanager
-def atomic_open(destination: str | os.PathLike) -> Iterator[BinaryIO]:
-    """:func:`atomic_path` for writers that take a file object: yield the temporary file
-    open for binary writing. Not closing the temporary and opening it again by name saves a
-    third of a .npy output's cost (0.19 instead of 0.30 ms on the 2-core test machine)."""
+def write_bytes_atomic(destination: str | os.PathLike, data) -> None:
+    """Write ``data`` (bytes or any buffer) to ``destination`` atomically."""
     destination = Path(destination)
     fd, tmp = _temporary_beside(destination, None)
-    # The file is closed (and complete) before the rename.
-    with _renamed_on_success(tmp, destination), os.fdopen(fd, "wb") as handle:
-        yield handle
-
-
-def write_bytes_atomic(destination: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``destination`` atomically."""
-    with atomic_path(destination) as tmp:
-        tmp.write_bytes(data)
+    with _renamed_on_success(tmp, destination):
+        try:
+            view = memoryview(data).cast("B")
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)  # complete before the rename
 
 
 def write_text_atomic(destination: str | os.PathLike, text: str) -> None:

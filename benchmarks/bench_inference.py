@@ -16,13 +16,16 @@ Groups:
   op), torch eager and
   torch.compile (what a user would do instead), and ORT CUDA / torch CUDA / TensorRT where
   present (skipped with the reason otherwise).
-- ``cold start``: session creation, first inference, TensorRT engine deserialisation.
+- ``cold start``: session creation, first inference (the product's float32 file and its
+  int8 copy, METHOD's float32), TensorRT engine deserialisation.
 
 benchmarks/report.py turns the saved JSON into benchmarks/results/<machine>.md with the
 ratios (ORT / torch eager, efficiency against the peak of bench_peak.py).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,36 +219,48 @@ def test_backend(benchmark, models, sizes, recorder, role, backend):
 # --------------------------------------------------------------------------- cold start
 
 
-@pytest.mark.parametrize("role", ("product", "method"))
-def test_cold_session(benchmark, models, sizes, role):
+# The product's int8 copy is what the CPU backend opens; its float32 file, what GPUs open.
+COLD_CASES = [("product", "float32"), ("product", "int8"), ("method", "float32")]
+
+
+def _cold_model_path(model, sizes, precision: str) -> Path:
+    return model.int8_copy(sizes.cache) if precision == "int8" else model.onnx_path
+
+
+@pytest.mark.parametrize(("role", "precision"), COLD_CASES)
+def test_cold_session(benchmark, models, sizes, role, precision):
     """Creating the ONNX Runtime session: parse, graph optimisation, weight pre-packing."""
     from nmrladder.runtime.sessions import OrtSession
 
     model = models[role]
+    path = _cold_model_path(model, sizes, precision)
     benchmark.group = "cold start"
-    benchmark.extra_info.update(model.info(), stage="session creation")
-    benchmark.pedantic(
-        OrtSession, (model.onnx_path,), {"threads": sizes.threads}, rounds=sizes.rounds(5)
-    )
+    benchmark.extra_info.update(model.info(), stage="session creation", precision=precision)
+    benchmark.pedantic(OrtSession, (path,), {"threads": sizes.threads}, rounds=sizes.rounds(5))
 
 
-@pytest.mark.parametrize("role", ("product", "method"))
-def test_cold_first_inference(benchmark, models, sizes, role):
+@pytest.mark.parametrize(("role", "precision"), COLD_CASES)
+def test_cold_first_inference(benchmark, models, sizes, role, precision):
     """The first run of a fresh session (one spectrum, L = 16384): buffer planning and
     allocation happen here. extra_info ``steady_s`` is a later run of the same session, so
     the difference is what the first call costs on top."""
     import time
 
+    from nmrladder.runtime.sessions import OrtSession
+
     model = models[role]
+    path = _cold_model_path(model, sizes, precision)
     x = spectra(1, sizes.length(L))
     sessions = []
 
     def fresh():
-        sessions.append(model.session())
+        sessions.append(OrtSession(path, threads=sizes.threads))
         return (sessions[-1],), {}
 
     benchmark.group = "cold start"
-    benchmark.extra_info.update(model.info(), stage="first inference", length=x.shape[1])
+    benchmark.extra_info.update(
+        model.info(), stage="first inference", length=x.shape[1], precision=precision
+    )
     benchmark.pedantic(lambda s: s.run(x), setup=fresh, rounds=sizes.rounds(5))
     steady = []
     for _ in range(3):

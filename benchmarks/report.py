@@ -229,18 +229,20 @@ def _cold_start(benches: list[dict]) -> list[str]:
         if extra.get("stage") != "first inference" or "steady_s" not in extra:
             continue
         model = extra.get("model", short_name(bench))
+        precision = extra.get("precision", "float32")
         session = next(
             (
                 b["stats"]["median"]
                 for b in benches
                 if b["extra_info"].get("stage") == "session creation"
                 and b["extra_info"].get("model") == model
+                and b["extra_info"].get("precision", "float32") == precision
             ),
             0.0,
         )
         first, steady = bench["stats"]["median"], extra["steady_s"]
         lines.append(
-            f"- **Cold start, {model}**: session {seconds(session)} + first inference "
+            f"- **Cold start, {model}, {precision}**: session {seconds(session)} + first inference "
             f"{seconds(first)} (a steady one: {seconds(steady)}; the first call costs "
             f"{seconds(max(first - steady, 0.0))} more) = {seconds(session + first)} to the "
             "first result."

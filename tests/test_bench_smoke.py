@@ -69,6 +69,8 @@ def test_bench_suites_run_and_render(tmp_path):
     assert {"test_denoise_job", "test_pure_inference", "test_peak_sgemm[torch]"} <= ran
     assert {"test_backend[product-ort-cpu-int8]", "test_backend[method-ort-cpu-int8]"} <= ran
     assert "Its int8 copy runs" in text
+    assert {"test_cold_session[product-int8]", "test_cold_first_inference[product-int8]"} <= ran
+    assert "Cold start, " in text and ", int8**: session" in text
     job = next(b for b in data["benchmarks"] if b["name"] == "test_denoise_job")
     assert set(job["extra_info"]["stage_seconds"]) == {"read", "scale", "infer", "write"}
     pure, walls = job["extra_info"]["paired_pure_seconds"], job["extra_info"]["walls"]

@@ -370,12 +370,7 @@ class DenoiseJob:
                 thread.join()
         finally:
             self._stop.set()  # unblocks the readers if inference stopped early
-            while writer.is_alive():  # the end mark, unless the writer already stopped
-                try:
-                    finished.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            self._put(finished, _DONE, while_=writer.is_alive)  # unless the writer died
             writer.join()
             feeder.join()
             bar.close()
@@ -401,15 +396,19 @@ class DenoiseJob:
         thread.start()
         return thread
 
-    def _put(self, target: queue.Queue, entry) -> bool:
-        """put() that gives up when the job stops (False), so no thread waits forever."""
-        while not self._stop.is_set():
+    def _put(self, target: queue.Queue, entry, while_=None) -> bool:
+        """put() that gives up (False) once ``while_()`` is false, by default when the job
+        stops, so no thread waits forever on a queue nobody serves."""
+        while (while_ or self._running)():
             try:
                 target.put(entry, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
+
+    def _running(self) -> bool:
+        return not self._stop.is_set()
 
     def _reader_loop(self, paths: list[Path], ready: queue.Queue) -> None:
         # At most 2 reads per reader in flight, and put() blocks on the bounded queue: reading

@@ -3,7 +3,7 @@
 64 simulated .npy spectra of 16384 points, the product model's int8 copy (what the CPU
 backend runs by default), batch 8, 2 threads, run as
 ``nmrladder denoise`` runs them: one stream per thread (two single-threaded network calls
-side by side; the DenoiseJob's readers and writer share the machine with them)::
+side by side; the DenoiseJob's file thread shares the machine with them)::
 
     .venv/bin/python -m pytest benchmarks/bench_end_to_end.py --benchmark-enable --benchmark-only
 
@@ -17,8 +17,9 @@ One group, ``end to end``:
   thread, so the job is measured against the best the network alone does;
 - ``test_pure_inference``: the job's streams over the same spectra, already scaled, in
   batches of 8: the ceiling of the job's throughput;
-- ``test_read_scale`` and ``test_scale_unscale``: per spectrum, what a reader does (read the
-  file, MAD scaling, padding) and the scaling alone (to_model_input + from_model_output).
+- ``test_read_scale`` and ``test_scale_unscale``: per spectrum, what the file thread does to
+  read an input (the file, MAD scaling, padding) and the scaling alone (to_model_input +
+  from_model_output).
 
 benchmarks/report.py gives end-to-end throughput as a fraction of pure inference and the
 preprocessing time per spectrum as a fraction of the job's time per spectrum.
@@ -167,7 +168,8 @@ def _pure_inference(folder, denoiser, threads):
 
 
 def test_read_scale(benchmark, models, sizes, recorder, folder, denoiser):
-    """One reader's work for one file (pipeline.read_scaled: np.load, MAD scaling, padding)."""
+    """Reading one file as the file thread does (pipeline.read_scaled: np.load, MAD scaling,
+    padding)."""
     from nmrladder.runtime.pipeline import read_scaled
 
     _context(benchmark, models, folder)
@@ -179,7 +181,7 @@ def test_read_scale(benchmark, models, sizes, recorder, folder, denoiser):
 
 
 def test_scale_unscale(benchmark, models, sizes, recorder, folder, denoiser):
-    """The scaling alone, in and out, for one spectrum (one thread, as the readers do)."""
+    """The scaling alone, in and out, for one spectrum (one thread, as the file thread does)."""
     from nmrladder.runtime.scaling import from_model_output, to_model_input
 
     _context(benchmark, models, folder)

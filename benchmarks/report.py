@@ -288,12 +288,12 @@ def _end_to_end(benches: list[dict]) -> list[str]:
     if "scale" in stages:
         read, scale = stages["read"] / n, stages["scale"] / n
         lines.append(
-            f"  The readers' time per spectrum in the job: reading {seconds(read)}, scaling "
-            f"{seconds(scale)} (wall time in the readers' threads, waits for a core included: "
-            "they share the cores with the network, so this is not their cost; that is below)."
+            f"  The file thread's time per spectrum in the job: reading {seconds(read)}, scaling "
+            f"{seconds(scale)} (wall time, waits for a core included: it shares the cores "
+            "with the network, so this is not its cost; that is below)."
         )
     for name, what in (
-        ("read_scale", "read + scale (one reader)"),
+        ("read_scale", "read + scale (one file, one thread)"),
         ("scale_unscale", "the preprocess stage, scaling in and out"),
     ):
         if name in named:

@@ -22,6 +22,7 @@ EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        
   nmrladder denoise ladders/sample_A --series --out fused           # one SNR ladder per input
   nmrladder denoise in.ft1 --out out --model models/cpu/model.onnx --backend ort --threads 2
   nmrladder denoise spectra/ --out denoised --threads 8 --streams 4  # 4 batches x 2 threads
+  nmrladder denoise /nfs/spectra --out denoised --file-threads 4    # overlap slow storage
   nmrladder denoise /shared/spectra --out /shared/denoised --engine ray --address auto
 """
 
@@ -59,6 +60,13 @@ def add_arguments(parser) -> None:
         "backend: one per thread, at most 8: faster than one batch on every core; else 1)",
     )
     parser.add_argument(
+        "--file-threads",
+        type=int,
+        default=None,
+        help="threads that read and write the files (default 1: the fastest on local disks; "
+        "more overlap the waits of network storage)",
+    )
+    parser.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -94,8 +102,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from nmrladder.runtime.errors import InputError
 
-    if args.streams is not None and (args.engine == "ray" or args.series):
-        raise InputError("--streams goes with the local engine's batch job (no --series, no ray)")
+    for option, value in (("--streams", args.streams), ("--file-threads", args.file_threads)):
+        if value is not None and (args.engine == "ray" or args.series):
+            raise InputError(
+                f"{option} goes with the local engine's batch job (no --series, no ray)"
+            )
     if args.engine == "ray":
         summary = _run_on_ray(args)
     elif args.address is not None or args.workers is not None:
@@ -139,6 +150,7 @@ def _run_locally(args):
         plot=args.plot,
         progress=progress,
         in_place=args.in_place,
+        file_threads=1 if args.file_threads is None else args.file_threads,
     )
     return job.run(discover_inputs(args.inputs))
 

@@ -1,13 +1,17 @@
 """Batch denoising of NMR files: read, scale, infer, write, overlapped and resumable.
 
-    readers (threads) --bounded queue--> inference (a thread per stream) --bounded queue--> writer
+    file thread --queue--> inference (a thread per stream) --queue--> the same file thread
 
-Readers parse files (nmrglue, numpy) and scale each spectrum to the model's input with the
-MAD kernel (both release the GIL); each inference stream (``Denoiser.streams``: on the CPU,
-single-threaded network calls side by side) groups spectra of one padded length into
-batches; the writer maps outputs back, writes them atomically, records each finished
-output in ``manifest.jsonl`` and updates the progress bar. Queues are bounded, so memory
-stays flat however many files there are. A run interrupted at any point resumes with
+The file thread reads and writes: it parses an input (nmrglue, numpy) and scales it to the
+model's input with the MAD kernel, or maps a finished output back, writes it atomically,
+records it in ``manifest.jsonl`` and updates the progress bar; it reads first while the
+inference streams have less than two batches queued, and writes otherwise. Each inference
+stream (``Denoiser.streams``: on the CPU, single-threaded network calls side by side) groups
+spectra of one padded length into batches. One file thread keeps the job's Python work out
+of its own way (separate reader and writer threads contend for the GIL: 2-4 % fewer
+spectra/s on 2 cores, benchmarks/README.md); ``file_threads`` > 1 overlaps slow storage. At
+most ``queue_size`` inputs are read and not yet written, so memory stays flat however many
+files there are. A run interrupted at any point resumes with
 ``resume=True``: inputs whose output is in the manifest (and on disk) are skipped, nothing
 is half-written, and an output finished but not yet recorded is simply written again.
 The per-input stages (read_scaled, write_denoised) and the resume plan (plan_resume) are
@@ -20,9 +24,8 @@ import json
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -141,6 +144,43 @@ class ScaledInput:
     error: str = ""
     started: float = 0.0
     read_seconds: float = 0.0  # of the time since ``started``, reading (the rest is scaling)
+
+
+class _FileProgress:
+    """How far a job's file threads got: the next input to read, how many are queued for
+    inference (or failed reading), how many written. Shared by the file threads."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self._lock = threading.Lock()
+        self._next = 0
+        self._queued = 0
+        self._written = 0
+
+    def can_read(self, in_flight_limit: int) -> bool | None:
+        """Whether one more input may be read now; None once every input is written."""
+        with self._lock:
+            if self._written >= len(self.paths):
+                return None
+            return self._next < len(self.paths) and self._next - self._written < in_flight_limit
+
+    def take(self) -> int | None:
+        """The index of the next input to read (None when all are taken)."""
+        with self._lock:
+            if self._next >= len(self.paths):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def queued_one(self) -> bool:
+        """Count one input queued; True for the last one."""
+        with self._lock:
+            self._queued += 1
+            return self._queued == len(self.paths)
+
+    def written_one(self) -> None:
+        with self._lock:
+            self._written += 1
 
 
 def read_scaled(index: int, path: Path, info) -> ScaledInput:
@@ -273,7 +313,9 @@ class DenoiseJob:
 
     ``out_dir`` receives the outputs (see nmrladder.runtime.io.output_path_for), the manifest
     and, with ``plot``, PNG overlays in ``out_dir/plots``. The denoiser's ``streams`` batches
-    run at once; the stage times are summed over each stage's threads.
+    run at once; ``file_threads`` threads read and write the files (one is fastest on local
+    disks; more overlap the waits of network storage); ``queue_size`` bounds the inputs read
+    and not yet written. The stage times are summed over each stage's threads.
     """
 
     def __init__(
@@ -283,16 +325,18 @@ class DenoiseJob:
         *,
         resume: bool = False,
         plot: bool = False,
-        readers: int = 2,
+        file_threads: int = 1,
         queue_size: int | None = None,
         progress: bool = True,
         in_place: bool = False,
     ):
+        if file_threads < 1:
+            raise InputError(f"file_threads must be >= 1, got {file_threads}")
         self.denoiser = denoiser
         self.out_dir = Path(out_dir)
         self.resume = resume
         self.plot = plot
-        self.readers = max(1, readers)
+        self.file_threads = file_threads
         self.streams = getattr(denoiser, "streams", 1)  # inference threads (Denoiser.streams)
         self.queue_size = queue_size or (3 + self.streams) * denoiser.batch_size
         self.progress = progress
@@ -352,27 +396,30 @@ class DenoiseJob:
     def _run_pipeline(self, paths: list[Path]) -> list[FileResult]:
         if not paths:
             return []
-        ready: queue.Queue = queue.Queue(self.queue_size)
-        finished: queue.Queue = queue.Queue(self.queue_size)
+        # Unbounded queues: what they hold is bounded by the file threads' in-flight limit.
+        ready: queue.Queue = queue.Queue()  # scaled inputs for the inference streams
+        finished: queue.Queue = queue.Queue()  # (input, output) pairs for the file threads
+        files = _FileProgress(paths)
         results: list[FileResult] = []
         failures: list[BaseException] = []
         self._stop.clear()
         bar = _progress(len(paths), self.progress)
-        writer = self._start_stage(failures, self._writer_loop, finished, results, bar)
-        feeder = self._start_stage(failures, self._reader_loop, paths, ready)
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
-        inference = [
+        stages = [
             self._start_stage(failures, self._inference_loop, ready, finished)
             for _ in range(self.streams)
         ]
+        stages += [
+            self._start_stage(failures, self._file_loop, files, ready, finished, results, bar)
+            for _ in range(self.file_threads)
+        ]
         try:
-            for thread in inference:
+            for thread in stages:
                 thread.join()
         finally:
-            self._stop.set()  # unblocks the readers if inference stopped early
-            self._put(finished, _DONE, while_=writer.is_alive)  # unless the writer died
-            writer.join()
-            feeder.join()
+            self._stop.set()  # after an interrupt: every stage ends within its 0.1 s waits
+            for thread in stages:
+                thread.join()
             bar.close()
             self.manifest.close()
         if failures:
@@ -381,8 +428,8 @@ class DenoiseJob:
 
     def _start_stage(self, failures: list[BaseException], loop, *args) -> threading.Thread:
         """Run one stage's ``loop`` in a thread. An exception in any stage stops the job: the
-        other stages see ``_stop`` instead of waiting forever on a queue the failed stage no
-        longer serves, and _run_pipeline raises the first exception once all have ended."""
+        other stages see ``_stop`` instead of waiting forever for work the failed stage no
+        longer gives, and _run_pipeline raises the first exception once all have ended."""
 
         def guarded() -> None:
             try:
@@ -396,35 +443,46 @@ class DenoiseJob:
         thread.start()
         return thread
 
-    def _put(self, target: queue.Queue, entry, while_=None) -> bool:
-        """put() that gives up (False) once ``while_()`` is false, by default when the job
-        stops, so no thread waits forever on a queue nobody serves."""
-        while (while_ or self._running)():
-            try:
-                target.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def _running(self) -> bool:
         return not self._stop.is_set()
 
-    def _reader_loop(self, paths: list[Path], ready: queue.Queue) -> None:
-        # At most 2 reads per reader in flight, and put() blocks on the bounded queue: reading
-        # never runs more than a few batches ahead of inference, whatever the number of files.
-        with ThreadPoolExecutor(self.readers, thread_name_prefix="nmrladder-read") as pool:
-            in_flight: deque = deque()
-            for index, path in enumerate(paths):
-                if len(in_flight) >= 2 * self.readers:
-                    if not self._put(ready, in_flight.popleft().result()):
-                        return
-                in_flight.append(pool.submit(self._read, index, path))
-            while in_flight:
-                if not self._put(ready, in_flight.popleft().result()):
-                    return
-        for _ in range(self.streams):  # one end mark per inference stream
-            self._put(ready, _DONE)
+    def _file_loop(
+        self,
+        files: _FileProgress,
+        ready: queue.Queue,
+        finished: queue.Queue,
+        results: list[FileResult],
+        bar,
+    ) -> None:
+        """A file thread: read while the inference streams have less than two batches queued,
+        else write what is finished, else read ahead (at most ``queue_size`` inputs in
+        flight), else wait for an output. Ends when every input is written or the job stops."""
+        low_water = 2 * self.denoiser.batch_size
+        while self._running():
+            can_read = files.can_read(self.queue_size)
+            if can_read is None:
+                return  # every input is written
+            if can_read and ready.qsize() < low_water:
+                self._read_next(files, ready)
+                continue
+            try:
+                entry = finished.get_nowait() if can_read else finished.get(timeout=0.1)
+            except queue.Empty:
+                if can_read:
+                    self._read_next(files, ready)
+                continue
+            results.append(self._write(*entry))
+            files.written_one()
+            bar.update(1)
+
+    def _read_next(self, files: _FileProgress, ready: queue.Queue) -> None:
+        index = files.take()
+        if index is None:
+            return  # another file thread took the last one
+        ready.put(self._read(index, files.paths[index]))
+        if files.queued_one():  # the last input is queued: one end mark per inference stream
+            for _ in range(self.streams):
+                ready.put(_DONE)
 
     def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
         pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
@@ -437,11 +495,11 @@ class DenoiseJob:
             if item is _DONE:
                 break
             if item.error:
-                self._put(finished, (item, None))
+                finished.put((item, None))
                 continue
             group = pending.setdefault(item.z.size, [])
             group.append(item)
-            # flush a full batch, or whatever waits when the readers have nothing ready
+            # flush a full batch, or whatever waits when the file threads have nothing ready
             if len(group) >= batch_size or ready.empty():
                 self._infer(pending.pop(item.z.size), finished)
         if not self._stop.is_set():  # stopped: what waits is redone by --resume
@@ -456,20 +514,11 @@ class DenoiseJob:
         except NmrLadderError as err:
             for it in items:
                 it.error = f"inference failed: {err}"
-                self._put(finished, (it, None))
+                finished.put((it, None))
             return
         self._add_time("infer", time.perf_counter() - started)
         for it, row in zip(items, out, strict=True):
-            self._put(finished, (it, row))
-
-    def _writer_loop(self, finished: queue.Queue, results: list[FileResult], bar) -> None:
-        while True:
-            entry = finished.get()
-            if entry is _DONE:
-                return
-            item, output = entry
-            results.append(self._write(item, output))
-            bar.update(1)
+            finished.put((it, row))
 
 
 def remove_stale_temporaries(out_dir: Path) -> list[Path]:

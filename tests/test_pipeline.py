@@ -298,9 +298,10 @@ def test_interrupted_run_resumes_without_loss_or_redo(tiny_model_dir, tmp_path):
     assert len(set(recorded)) == 48
 
 
-def test_streams_give_the_one_stream_outputs(tiny_model_dir, spectra, tmp_path):
-    # Batches side by side (Denoiser.streams) change how the work is scheduled, not a value:
-    # every file comes out once, as one stream on every thread makes it.
+@pytest.mark.parametrize("file_threads", [1, 3])
+def test_streams_give_the_one_stream_outputs(file_threads, tiny_model_dir, spectra, tmp_path):
+    # Batches side by side (Denoiser.streams) and several file threads change how the work is
+    # scheduled, not a value: every file comes out once, as one stream on every thread makes it.
     inputs = tmp_path / "in"
     inputs.mkdir()
     for i in range(spectra.x.shape[0]):
@@ -310,7 +311,8 @@ def test_streams_give_the_one_stream_outputs(tiny_model_dir, spectra, tmp_path):
     paths = sorted(inputs.glob("*.npy"))
     one = Denoiser(tiny_model_dir, batch_size=2, threads=2)
     both = Denoiser(tiny_model_dir, batch_size=2, threads=2, streams=2)
-    summary = DenoiseJob(both, tmp_path / "out", progress=False).run(paths)
+    job = DenoiseJob(both, tmp_path / "out", progress=False, file_threads=file_threads)
+    summary = job.run(paths)
     assert [r.status for r in summary.results] == ["ok"] * len(paths)
     for path in paths:
         expected = one.denoise(np.load(path))
@@ -320,6 +322,59 @@ def test_streams_give_the_one_stream_outputs(tiny_model_dir, spectra, tmp_path):
     assert sorted(json.loads(line)["input"] for line in recorded) == sorted(map(str, paths))
     x = spectra.x[:, 0]  # six spectra: three batches of two, side by side
     np.testing.assert_allclose(both.denoise(x), one.denoise(x), rtol=0, atol=1e-5 * np.abs(x).max())
+
+
+@pytest.mark.timeout(120)
+def test_inputs_read_ahead_stay_within_queue_size(tiny_model_dir, spectra, tmp_path, monkeypatch):
+    # Memory stays flat however many files: at most queue_size inputs are read and not yet
+    # written, while a slow network lets the file thread read ahead as far as it may.
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(30):
+        np.save(inputs / f"s{i:02d}.npy", spectra.x[i % 6, i % 3])
+    den = Denoiser(tiny_model_dir, batch_size=2)
+    run = den.session.run
+    den.session.run = lambda z: (time.sleep(0.02), run(z))[1]
+    counts = {"read": 0, "written": 0, "most": 0}
+    read, write = DenoiseJob._read, DenoiseJob._write
+
+    def counted_read(self, *args):
+        counts["read"] += 1
+        counts["most"] = max(counts["most"], counts["read"] - counts["written"])
+        return read(self, *args)
+
+    def counted_write(self, *args):
+        counts["written"] += 1
+        return write(self, *args)
+
+    monkeypatch.setattr(DenoiseJob, "_read", counted_read)
+    monkeypatch.setattr(DenoiseJob, "_write", counted_write)
+    summary = DenoiseJob(den, tmp_path / "out", progress=False, queue_size=5).run(
+        sorted(inputs.glob("*.npy"))
+    )
+    assert [r.status for r in summary.results] == ["ok"] * 30
+    assert counts["most"] == 5
+    with pytest.raises(InputError, match="file_threads must be >= 1"):
+        DenoiseJob(den, tmp_path / "out", file_threads=0)
+
+
+@pytest.mark.timeout(60)
+def test_many_lengths_with_little_room_do_not_stall(tiny_model_dir, spectra, tmp_path):
+    # Inputs of many padded lengths wait in part-filled batches; with only a few inputs allowed
+    # in flight, the file thread waits for outputs that only a flush of those batches gives.
+    den = Denoiser(tiny_model_dir, batch_size=4)
+    run = den.session.run
+    den.session.run = lambda z: (time.sleep(0.01), run(z))[1]  # the file thread runs ahead
+    multiple = den.info.length_multiple
+    paths = []
+    for i in range(24):
+        path = tmp_path / f"s{i:02d}.npy"
+        np.save(path, spectra.x[i % 6, 0][: 4096 - multiple * (i % 6)])  # six padded lengths
+        paths.append(path)
+    started = time.perf_counter()
+    summary = DenoiseJob(den, tmp_path / "out", progress=False, queue_size=4).run(paths)
+    assert [r.status for r in summary.results] == ["ok"] * 24
+    assert time.perf_counter() - started < 20
 
 
 @pytest.mark.timeout(120)
@@ -409,3 +464,8 @@ def test_streams_are_checked(tiny_model_dir, spectra, tmp_path, capsys):
     command[-1] = "--engine=ray"  # refused before any Ray instance starts
     assert main([*command, "--streams", "2", "--model", str(tiny_model_dir)]) == 2
     assert "--streams" in capsys.readouterr().err
+    assert main([*command, "--file-threads", "2", "--model", str(tiny_model_dir)]) == 2
+    assert "--file-threads" in capsys.readouterr().err
+    command[-1] = "--no-progress"
+    assert main([*command, "--file-threads", "0", "--model", str(tiny_model_dir)]) == 2
+    assert "file_threads must be >= 1" in capsys.readouterr().err

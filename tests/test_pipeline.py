@@ -358,7 +358,7 @@ def test_inputs_read_ahead_stay_within_queue_size(tiny_model_dir, spectra, tmp_p
         DenoiseJob(den, tmp_path / "out", file_threads=0)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(60)  # a stall is this test failing on its timeout
 def test_many_lengths_with_little_room_do_not_stall(tiny_model_dir, spectra, tmp_path):
     # Inputs of many padded lengths wait in part-filled batches; with only a few inputs allowed
     # in flight, the file thread waits for outputs that only a flush of those batches gives.
@@ -371,10 +371,8 @@ def test_many_lengths_with_little_room_do_not_stall(tiny_model_dir, spectra, tmp
         path = tmp_path / f"s{i:02d}.npy"
         np.save(path, spectra.x[i % 6, 0][: 4096 - multiple * (i % 6)])  # six padded lengths
         paths.append(path)
-    started = time.perf_counter()
     summary = DenoiseJob(den, tmp_path / "out", progress=False, queue_size=4).run(paths)
     assert [r.status for r in summary.results] == ["ok"] * 24
-    assert time.perf_counter() - started < 20
 
 
 @pytest.mark.timeout(120)

@@ -23,7 +23,6 @@ _CLASH_RETRIES = 100
 def _temporary_beside(destination: Path, suffix: str | None) -> tuple[int, Path]:
     """A new file beside ``destination`` (its directory made if needed): ``(fd, path)``,
     the fd open for writing."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     suffix = destination.suffix if suffix is None else suffix
     for _ in range(_CLASH_RETRIES):
         tmp = destination.with_name(
@@ -33,6 +32,10 @@ def _temporary_beside(destination: Path, suffix: str | None) -> tuple[int, Path]
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            # Only the first output of a new folder gets here: a batch job's other outputs
+            # are spared a mkdir and a stat each.
+            destination.parent.mkdir(parents=True, exist_ok=True)
     raise FileExistsError(f"{destination}: no free temporary name beside it")
 
 

@@ -351,13 +351,14 @@ class DenoiseJob:
     def _read(self, index: int, path: Path) -> ScaledInput:
         item = read_scaled(index, path, self.denoiser.info)
         read, scale = split_read_time(item, time.perf_counter())
-        self._add_time("read", read)
-        self._add_time("scale", scale)
+        self._add_time(read=read, scale=scale)
         return item
 
-    def _add_time(self, stage: str, seconds: float) -> None:
+    def _add_time(self, **seconds: float) -> None:
+        """Add seconds to stages (STAGES' names as keywords)."""
         with self._timing_lock:
-            self._stage_seconds[stage] += seconds
+            for stage, value in seconds.items():
+                self._stage_seconds[stage] += value
 
     def _write(self, item: ScaledInput, output: np.ndarray | None) -> FileResult:
         started = time.perf_counter()
@@ -375,7 +376,7 @@ class DenoiseJob:
             except OSError as err:
                 result = FileResult(str(item.path), status="failed", message=_named(err, item.path))
         result.seconds = time.perf_counter() - item.started
-        self._add_time("write", time.perf_counter() - started)
+        self._add_time(write=time.perf_counter() - started)
         return result
 
     # -- orchestration ------------------------------------------------------------------
@@ -487,7 +488,7 @@ class DenoiseJob:
     def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
         pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
         batch_size = self.denoiser.batch_size
-        while not self._stop.is_set():
+        while self._running():
             try:
                 item = ready.get(timeout=0.1)
             except queue.Empty:
@@ -502,7 +503,7 @@ class DenoiseJob:
             # flush a full batch, or whatever waits when the file threads have nothing ready
             if len(group) >= batch_size or ready.empty():
                 self._infer(pending.pop(item.z.size), finished)
-        if not self._stop.is_set():  # stopped: what waits is redone by --resume
+        if self._running():  # stopped: what waits is redone by --resume
             for group in pending.values():
                 self._infer(group, finished)
 
@@ -516,7 +517,7 @@ class DenoiseJob:
                 it.error = f"inference failed: {err}"
                 finished.put((it, None))
             return
-        self._add_time("infer", time.perf_counter() - started)
+        self._add_time(infer=time.perf_counter() - started)
         for it, row in zip(items, out, strict=True):
             finished.put((it, row))
 

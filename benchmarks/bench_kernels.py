@@ -5,6 +5,9 @@ the ratio of the medians reads directly; single thread unless the name says othe
 
     .venv/bin/python -m pytest benchmarks/bench_kernels.py --benchmark-enable --benchmark-only
 
+The residual line broadening group prices the opt-in step after the network (runtime/residual.py)
+against the line broadening it contains.
+
 Targets on the 2-core Zen 4 (benchmarks/README.md has the measured table): median + MAD
 >= 3x the np.median-based reference, dilation >= 15x scipy.ndimage, shift estimation over
 +-50 lags >= 3x an np.fft correlation with the same refinement, the ladder chain (R = 4)
@@ -172,3 +175,38 @@ def test_chain_batch_threads(benchmark, batch64, threads):
         iterations=1,
         warmup_rounds=1,
     )
+
+
+# --------------------------------------------------------------------------- residual LB
+
+
+@pytest.fixture(scope="module")
+def denoised_pair(rng):
+    """A noisy 16384-point spectrum of 20 lines and the same lines without noise (an ideal
+    network output), with the baseline level and noise sigma the input scaling hands over."""
+    length = 16384
+    i = np.arange(length)
+    clean = np.zeros(length)
+    for _ in range(20):
+        centre, width = rng.uniform(0.05 * length, 0.95 * length), rng.uniform(2.0, 6.0)
+        clean += rng.uniform(5.0, 50.0) / (1 + ((i - centre) / width) ** 2)
+    noisy = clean + rng.normal(size=length)
+    return noisy.astype(np.float32), clean.astype(np.float32), (0.0, 1.0)
+
+
+@pytest.mark.benchmark(group="residual line broadening, L=16384")
+def test_restore_residual(benchmark, denoised_pair):
+    from nmrladder.runtime.residual import restore_residual
+
+    x, y, (center, sigma) = denoised_pair
+    out = benchmark(restore_residual, x, y, 0.5, ([center], [sigma]))
+    assert out.shape == x.shape
+
+
+@pytest.mark.benchmark(group="residual line broadening, L=16384")
+def test_line_broadening_alone(benchmark, denoised_pair):
+    from nmrladder.runtime.residual import lorentzian_broaden
+
+    x, _, _ = denoised_pair
+    out = benchmark(lorentzian_broaden, x, 4.0)
+    assert out.shape == (1, x.size)

@@ -18,6 +18,7 @@ DESCRIPTION = (
 )
 EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        # Bruker experiments
   nmrladder denoise spectra/ --out denoised --plot --batch-size 16  # a folder of files
+  nmrladder denoise spectra/ --out denoised --residual-lb           # keep weak lines, integrals
   nmrladder denoise spectra/ --out denoised --resume                # continue an interrupted run
   nmrladder denoise ladders/sample_A --series --out fused           # one SNR ladder per input
   nmrladder denoise in.ft1 --out out --model models/cpu/model.onnx --backend ort --threads 2
@@ -28,6 +29,7 @@ EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        
 
 
 def add_arguments(parser) -> None:
+    from nmrladder.runtime.residual import DEFAULT_FACTOR
     from nmrladder.runtime.sessions import BACKENDS
 
     parser.add_argument("inputs", nargs="+", type=Path, help="files or folders of spectra")
@@ -87,6 +89,17 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--series", action="store_true", help="each input is an SNR ladder; fuse it"
     )
+    parser.add_argument(
+        "--residual-lb",
+        type=float,
+        nargs="?",
+        const=DEFAULT_FACTOR,
+        default=None,
+        metavar="FACTOR",
+        help="give back, line-broadened, what the network removed (LB = FACTOR x the output's "
+        f"linewidth; {DEFAULT_FACTOR:g} without FACTOR): weak lines, full heights and integrals "
+        "at the price of a noisier baseline (docs/training.md, 'Residual line broadening')",
+    )
     parser.add_argument("--plot", action="store_true", help="write PNG overlays to OUT/plots")
     parser.add_argument(
         "--resume", action="store_true", help="skip inputs already in OUT/manifest.jsonl"
@@ -132,7 +145,11 @@ def _run_locally(args):
     # A series is denoised one ladder (one batch) at a time: one stream on every thread.
     streams = 1 if args.series else args.streams or auto_streams(args.backend, args.threads)
     options = dict(
-        backend=args.backend, batch_size=args.batch_size, threads=args.threads, streams=streams
+        backend=args.backend,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        streams=streams,
+        residual_lb=args.residual_lb,
     )
     if args.model is None:
         denoiser = Denoiser.default(**options)
@@ -186,4 +203,5 @@ def _run_on_ray(args):
         plot=args.plot,
         in_place=args.in_place,
         progress=not args.no_progress,
+        residual_lb=args.residual_lb,
     )

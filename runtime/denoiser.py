@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nmrladder.runtime.errors import InputError, ModelError
+from nmrladder.runtime.residual import checked_factor, restore_residual
 from nmrladder.runtime.scaling import from_model_output, to_model_input
 from nmrladder.runtime.sessions import default_threads, open_session
 
@@ -70,6 +71,8 @@ class Denoiser:
     only) runs that many batches side by side, each on ``threads // streams`` threads: on
     these small convolutions, single-threaded calls side by side outrun one call on every core
     (benchmarks/README.md), which suits batch jobs; one stream keeps single calls fastest.
+    ``residual_lb`` (a factor, e.g. 0.5; None: off) gives back, line-broadened, what the
+    network removed (runtime/residual.py): better lines and integrals, a noisier baseline.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Denoiser:
         batch_size: int = 8,
         threads: int | None = None,
         streams: int = 1,
+        residual_lb: float | None = None,
     ):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -94,6 +98,7 @@ class Denoiser:
         self.batch_size = batch_size
         self.threads = threads
         self.streams = streams
+        self.residual_lb = None if residual_lb is None else checked_factor(residual_lb)
         session_threads = threads
         if streams > 1:
             session_threads = max(1, (threads or default_threads()) // streams)
@@ -141,6 +146,8 @@ class Denoiser:
             for chunk in chunks:
                 run(chunk)
         y = from_model_output(out, centers, sigmas, x.shape[1])
+        if self.residual_lb is not None:
+            y = restore_residual(x, y, self.residual_lb, (centers, sigmas))
         return y[0] if single else y
 
     def denoise_series(self, ladder, name: str = "ladder", **preprocess_options) -> SeriesResult:

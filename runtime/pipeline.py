@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from nmrladder.runtime.errors import InputError, NmrLadderError
+from nmrladder.runtime.residual import restore_residual
 from nmrladder.runtime.scaling import from_model_output, to_model_input
 
 MANIFEST = "manifest.jsonl"
@@ -217,10 +218,12 @@ def write_denoised(
     in_place: bool = False,
     disambiguate: bool = False,
     plot: bool = False,
+    residual_lb: float | None = None,
 ) -> FileResult:
     """Map the network's ``output`` back to the input's units and write it atomically.
 
-    ``disambiguate``: the input's file name is shared by other inputs (see colliding_names).
+    ``disambiguate``: the input's file name is shared by other inputs (see colliding_names);
+    ``residual_lb``: the denoiser's residual line broadening factor (runtime/residual.py).
     Returns the input's result, not yet in the manifest (the caller records it); a failure,
     an unexpected exception included, comes back as a "failed" result naming the file.
     """
@@ -234,6 +237,9 @@ def write_denoised(
         y = from_model_output(
             output[None, :], np.array([item.center]), np.array([item.sigma]), len(spectrum)
         )[0]
+        if residual_lb is not None:
+            scale = ([item.center], [item.sigma])
+            y = restore_residual(spectrum.intensities, y, residual_lb, scale)
         destination = output_path_for(spectrum, out_dir, in_place=in_place)
         if disambiguate and not in_place:
             destination = _disambiguated(destination, item.path)
@@ -369,6 +375,7 @@ class DenoiseJob:
             in_place=self.in_place,
             disambiguate=item.path.name in self._colliding_names,
             plot=self.plot,
+            residual_lb=getattr(self.denoiser, "residual_lb", None),
         )
         if result.status == "ok":
             try:

@@ -77,11 +77,16 @@ class DenoiseActor:
         out_dir: str,
         in_place: bool,
         plot: bool,
+        residual_lb: float | None = None,
     ):
         from nmrladder.runtime.denoiser import Denoiser
 
         self.denoiser = Denoiser(
-            model_path, backend=backend, batch_size=batch_size, threads=threads
+            model_path,
+            backend=backend,
+            batch_size=batch_size,
+            threads=threads,
+            residual_lb=residual_lb,
         )
         self.out_dir = Path(out_dir)
         self.in_place, self.plot = in_place, plot
@@ -140,6 +145,7 @@ class DenoiseActor:
             in_place=self.in_place,
             disambiguate=disambiguate,
             plot=self.plot,
+            residual_lb=self.denoiser.residual_lb,
         )
         result.seconds = time.perf_counter() - item.started
         return result, time.perf_counter() - started
@@ -162,6 +168,7 @@ def denoise_with_ray(
     plot: bool = False,
     in_place: bool = False,
     progress: bool = True,
+    residual_lb: float | None = None,
 ) -> JobSummary:
     """Denoise ``inputs`` (paths of spectra) into ``out_dir`` on a pool of Ray actors.
 
@@ -171,15 +178,19 @@ def denoise_with_ray(
     this machine's CPUs is started and shut down at the end. ``workers`` actors (default: as
     many as the cluster holds) each run ``threads_per_worker`` CPU threads (default 1) or,
     for a GPU backend (ort-cuda, ort-tensorrt, trt), one GPU each. Same outputs, manifest
-    and ``resume`` as :class:`~nmrladder.runtime.pipeline.DenoiseJob`.
+    and ``resume`` as :class:`~nmrladder.runtime.pipeline.DenoiseJob`; ``residual_lb``: as
+    in :class:`~nmrladder.runtime.Denoiser`.
     """
     from nmrladder.runtime.denoiser import default_model_path
+    from nmrladder.runtime.residual import checked_factor
     from nmrladder.runtime.sessions import BACKENDS, open_session, resolve_artefact
 
     ray = import_ray()
     started = time.perf_counter()
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r}: use one of {BACKENDS}")
+    if residual_lb is not None:
+        residual_lb = checked_factor(residual_lb)  # refused here, not on each node
     for name, value in (("batch_size", batch_size), ("workers", workers)):
         if value is not None and value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
@@ -211,6 +222,7 @@ def denoise_with_ray(
                 "out_dir": str(out_dir.absolute()),
                 "in_place": in_place,
                 "plot": plot,
+                "residual_lb": residual_lb,
             }
             results = _run(ray, rows, todo, actor, pool, out_dir, progress, summary.stage_seconds)
         first = {}

@@ -4,6 +4,7 @@ unlike its training distribution; print the tables and save them as JSON (and ma
 
     scripts/evaluate_model.py runtime/models/default.onnx --data /tmp/d \\
         --json runtime/models/default.json --markdown /tmp/default_eval.md
+    scripts/evaluate_model.py runs/cpu --data /tmp/d --skip-ood --residual-lb   # + that row
 
 In distribution: rung-0 SNR 5, 10 and 50 (1H preset, 60-800 MHz, lines 0.3-5 Hz), the
 baselines tuned on the matching validation set. Out of distribution, at rung-0 SNR 5 (the
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from nmrladder.runtime.atomic import write_text_atomic
+from nmrladder.runtime.residual import DEFAULT_FACTOR, ResidualBroadening
 from nmrladder.train.evaluate import evaluate_denoisers
 from nmrladder.train.inference import load_denoiser
 from nmrladder.train.simulate import simulate_ladders
@@ -47,14 +49,21 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="write the tables here")
     parser.add_argument("--plots", type=Path, default=None, help="plot a few spectra here")
     parser.add_argument("--skip-ood", action="store_true")
+    parser.add_argument("--residual-lb", type=float, nargs="?", const=DEFAULT_FACTOR,
+                        default=None, metavar="FACTOR",
+                        help="add the model followed by residual line broadening "
+                             f"({DEFAULT_FACTOR:g})")
     args = parser.parse_args(argv)
 
     denoiser = load_denoiser(args.model, batch_size=8)
     name = "nmrladder"
+    denoisers = {name: denoiser}
+    if args.residual_lb is not None:
+        denoisers[f"{name} + residual LB"] = ResidualBroadening(denoiser, args.residual_lb)
     tables, summary = [], {}
     for snr in (5, 10, 50):
         report = evaluate_denoisers(
-            {name: denoiser}, {f"SNR {snr}": args.data / f"test_snr{snr}"},
+            denoisers, {f"SNR {snr}": args.data / f"test_snr{snr}"},
             args.data / f"val_snr{snr}", limit=args.limit, log=print,
             plot_dir=args.plots, n_plots=2,
         )
@@ -66,7 +75,7 @@ def main(argv=None) -> int:
             sets[f"{label} SNR 5"] = simulate_ladders(args.ood_samples, 4, 16384, 2.0, 5.0,
                                                       seed=500, workers=2, **options)
         for set_name, data in sets.items():
-            report = evaluate_denoisers({name: denoiser}, {set_name: data}, None,
+            report = evaluate_denoisers(denoisers, {set_name: data}, None,
                                         limit=args.ood_samples, log=print)
             tables.append(report.table(markdown=True))
             summary.update(_headline(report))

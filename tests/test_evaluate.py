@@ -269,12 +269,14 @@ def test_cli_evaluates_a_run(tmp_path, capsys):
     simulate_ladders(6, 3, 2048, 2.0, 8.0, seed=35, **SIM).save(tmp_path / "t" / "ladders.h5")
     out = tmp_path / "eval"
     status = main(["evaluate", str(run), "--data", f"small={tmp_path / 't'}",
-                   "--plots", "1", "--out", str(out)])
+                   "--plots", "1", "--out", str(out), "--residual-lb"])
     printed = capsys.readouterr().out
     assert status == 0
     assert "no --val" in printed and "'small'" in printed and "run" in printed
     assert (out / "report.md").is_file() and (out / "report.json").is_file()
-    assert len(list((out / "plots").rglob("*.png"))) == 8  # the model and three baselines
+    assert "run + residual LB" in (out / "report.md").read_text()
+    # the model, the model + residual line broadening and three baselines
+    assert len(list((out / "plots").rglob("*.png"))) == 10
     status = main(["evaluate", str(tmp_path / "missing"), "--data", str(tmp_path / "t")])
     assert status == 2
     assert "not a run directory" in capsys.readouterr().err

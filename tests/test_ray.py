@@ -81,7 +81,10 @@ def _temporaries(folder):
 
 
 @needs_ray
-def test_ray_engine_reproduces_the_local_engine_bit_for_bit(tiny_model_dir, local_ray, tmp_path):
+@pytest.mark.parametrize("residual_lb", [None, 0.5])
+def test_ray_engine_reproduces_the_local_engine_bit_for_bit(
+    residual_lb, tiny_model_dir, local_ray, tmp_path
+):
     from nmrladder.runtime.ray_engine import denoise_with_ray
 
     _write_inputs(tmp_path / "in", 9, 4096, seed=11)
@@ -92,9 +95,16 @@ def test_ray_engine_reproduces_the_local_engine_bit_for_bit(tiny_model_dir, loca
     paths = list(discover_inputs([tmp_path / "in"]))
     model = tiny_model_dir / "model.onnx"
 
-    local = DenoiseJob(Denoiser(model, batch_size=4), tmp_path / "local", progress=False).run(paths)
+    local_denoiser = Denoiser(model, batch_size=4, residual_lb=residual_lb)
+    local = DenoiseJob(local_denoiser, tmp_path / "local", progress=False).run(paths)
     distributed = denoise_with_ray(
-        model, paths, tmp_path / "ray", batch_size=3, workers=2, progress=False
+        model,
+        paths,
+        tmp_path / "ray",
+        batch_size=3,
+        workers=2,
+        progress=False,
+        residual_lb=residual_lb,
     )
 
     assert [r.status for r in distributed.results] == ["ok"] * len(paths)

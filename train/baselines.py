@@ -25,6 +25,8 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from nmrladder.runtime.errors import InputError
+from nmrladder.runtime.residual import linewidth as estimate_linewidth
+from nmrladder.runtime.residual import lorentzian_broaden
 from nmrladder.train import metrics
 
 __all__ = [
@@ -182,25 +184,6 @@ class SavitzkyGolay:
 # --------------------------------------------------------------------------- line broadening
 
 
-def lorentzian_broaden(x: np.ndarray, lb_points) -> np.ndarray:
-    """Exponential line broadening of real spectra [N, L] by LB = ``lb_points`` (FWHM, points).
-
-    The real spectrum is the Fourier transform of a Hermitian, i.e. symmetric, time signal
-    whose sample m stands for time ``t_m = m / SW`` (m = 0..L/2, mirrored beyond). Multiplying
-    it by ``exp(-pi LB |t|)`` convolves the spectrum circularly with a Lorentzian of FWHM LB
-    whose area is 1. With ``LB_Hz = lb_points * SW / L`` the window is
-    ``exp(-pi lb_points m / L)``; for an FID zero-filled at least twice this equals
-    multiplying the FID by ``exp(-pi LB_Hz t)`` before the transform, exactly.
-    ``lb_points`` is a scalar or one value per row.
-    """
-    rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    length = rows.shape[-1]
-    lb = np.asarray(lb_points, dtype=np.float64).reshape(-1, 1)
-    m = np.arange(length // 2 + 1)
-    window = np.exp(-np.pi * lb * m / length)
-    return np.fft.irfft(np.fft.rfft(rows, axis=-1) * window, n=length, axis=-1)
-
-
 class LineBroadening:
     """Exponential line broadening with a fixed LB, given as a FWHM in points of the spectrum
     (``LB_Hz = lb_points * SW_Hz / L``; see :func:`lorentzian_broaden`)."""
@@ -236,20 +219,6 @@ class LineBroadening:
 
     def __repr__(self) -> str:
         return f"LineBroadening(lb_points={self.lb_points:g})"
-
-
-def estimate_linewidth(x: np.ndarray, n_peaks: int = 5, threshold: float = 4.0) -> float:
-    """Linewidth of one spectrum [L], points: the median FWHM of its ``n_peaks`` tallest
-    peaks above ``threshold`` robust noise sigmas (NaN when none stands out)."""
-    from nmrladder.runtime.preprocess import robust_scale
-
-    center, sigma = robust_scale(np.asarray(x, dtype=np.float64))
-    if not sigma > 0:
-        return float("nan")
-    peaks = metrics.main_peaks(metrics.detect_peaks(x, sigma, threshold, center), n_peaks)
-    widths = [metrics.fwhm(x, int(i), center, search=256) for i in peaks.indices]
-    widths = [w for w in widths if np.isfinite(w)]
-    return float(np.median(widths)) if widths else float("nan")
 
 
 class MatchedLineBroadening:

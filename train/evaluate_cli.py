@@ -22,6 +22,7 @@ EXAMPLES = """\
   nmrladder evaluate runs/cpu --data snr3=data/test3 --data snr10=data/test10 --val data/val
   nmrladder evaluate model.onnx --data data/test/ladders.h5 --no-baselines --out eval_onnx
   nmrladder evaluate runs/cpu --data data/test --limit 200 --plots 0
+  nmrladder evaluate runs/cpu --data data/test --val data/val --residual-lb   # one more row
 """
 
 
@@ -41,6 +42,8 @@ def _set_name(path: Path) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the verb."""
+    from nmrladder.runtime.residual import DEFAULT_FACTOR
+
     parser.add_argument("run", type=Path,
                         help="RUN directory (config.toml + model.safetensors) or .onnx file")
     parser.add_argument("--data", type=_data_arg, action="append", required=True,
@@ -63,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="spectra per forward (8)")
     parser.add_argument("--name", default=None,
                         help="the model's row in the tables (default: the RUN's name)")
+    parser.add_argument("--residual-lb", type=float, nargs="?", const=DEFAULT_FACTOR,
+                        default=None, metavar="FACTOR",
+                        help="add a row for the model followed by residual line broadening "
+                             f"(LB = FACTOR x the output's linewidth, {DEFAULT_FACTOR:g} "
+                             "without FACTOR; nmrladder denoise --residual-lb)")
 
 
 def _default_out(run: Path) -> Path:
@@ -72,6 +80,7 @@ def _default_out(run: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the tables, save everything; returns the exit status."""
     from nmrladder.runtime.errors import InputError
+    from nmrladder.runtime.residual import ResidualBroadening
     from nmrladder.train.evaluate import evaluate_denoisers
     from nmrladder.train.inference import load_denoiser
 
@@ -87,13 +96,16 @@ def run(args: argparse.Namespace) -> int:
     model_name = args.name or (args.run.stem if args.run.suffix else args.run.resolve().name)
 
     denoiser = load_denoiser(args.run, batch_size=args.batch_size)
+    denoisers = {model_name: denoiser}
+    if args.residual_lb is not None:
+        denoisers[f"{model_name} + residual LB"] = ResidualBroadening(denoiser, args.residual_lb)
     print(f"evaluating {args.run} as {model_name!r} on {', '.join(test_sets)}")
     if args.val is None and not args.no_baselines:
         first = next(iter(test_sets))
         print(f"no --val: the baselines are tuned on the first quarter of {first!r}, "
               "which is evaluated on the rest")
     report = evaluate_denoisers(
-        {model_name: denoiser},
+        denoisers,
         test_sets,
         args.val,
         baselines=not args.no_baselines,

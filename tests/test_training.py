@@ -119,17 +119,20 @@ def test_shift_linear_matches_the_runtime_apply_shift():
 
 @pytest.mark.parametrize("rec_loss", ["l1", "smooth_l1"])
 @pytest.mark.parametrize("under_weight", [1.0, 3.0])
-def test_reconstruction_matches_numpy(rec_loss, under_weight):
+@pytest.mark.parametrize("line_top_points", [0.0, 2.0])
+def test_reconstruction_matches_numpy(rec_loss, under_weight, line_top_points):
     """L_rec of every option against a NumPy oracle: the peak weight inside M, the Huber/delta
-    form of smooth L1, and under_weight on the points of M whose |y| falls short of the
-    target's (negative lines included)."""
+    form of smooth L1, under_weight on the points of M whose |y| falls short of the
+    target's (negative lines included), and line_top_points more points at each local
+    maximum of the target inside M, 3-30 high, that the output falls short of."""
     rng = np.random.default_rng(4)
     target = rng.normal(0.0, 3.0, size=(3, 200))
     y = target + rng.normal(0.0, 2.0, size=target.shape)
     mask = rng.random(target.shape) < 0.3
     plan = TR.StepPlan(step=0, stage="stage_a", epoch=0, lr=0.0, weights={}, peak_weight=6.0,
                        base_weight=1.0, rec_other=0.0, rungs=None, pair_min_rung=0,
-                       rec_loss=rec_loss, huber_delta=2.0, under_weight=under_weight)
+                       rec_loss=rec_loss, huber_delta=2.0, under_weight=under_weight,
+                       line_top_points=line_top_points)
     got = TR.reconstruction(torch.from_numpy(y), torch.from_numpy(target),
                             torch.from_numpy(mask), plan).item()
 
@@ -138,6 +141,12 @@ def test_reconstruction_matches_numpy(rec_loss, under_weight):
     short = mask & (np.abs(y) < np.abs(target)) & (np.sign(y) == np.sign(target))
     short |= mask & (np.sign(y) != np.sign(target))  # on the other side of zero: short too
     weight = np.where(mask, 6.0, 1.0) * np.where(short, under_weight, 1.0)
+    tops = np.zeros_like(mask)
+    for b, i in zip(*np.nonzero(mask), strict=True):
+        if 0 < i < target.shape[1] - 1 and 3.0 <= target[b, i] <= 30.0:
+            tops[b, i] = target[b, i - 1] < target[b, i] >= target[b, i + 1]
+    assert tops.sum() > 10  # the case is exercised
+    weight = weight + (tops & (y < target)) * line_top_points * 6.0 * under_weight
     assert got == pytest.approx(float((weight * per_point).mean()), rel=1e-12)
 
 

@@ -254,7 +254,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         _need(s["epochs"] >= 0 and s["steps"] >= 0, f"{stage}: epochs and steps must be >= 0",
               problems)
         for key in ("peak_weight", "base_weight", "l1", "l2", "l3", "l4", "rec_other",
-                    "late_peak_weight", "late_l2", "under_weight"):
+                    "late_peak_weight", "late_l2", "under_weight", "line_top_points"):
             _need(math.isfinite(s[key]) and s[key] >= 0, f"{stage}.{key} must be >= 0", problems)
         _need(s["rungs"] in RUNG_MODES, f"{stage}.rungs must be one of {RUNG_MODES}", problems)
         _need(s["rec_loss"] in REC_LOSSES, f"{stage}.rec_loss must be one of {REC_LOSSES}",

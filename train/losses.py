@@ -52,6 +52,23 @@ def rec_weight(
     return weight
 
 
+#: Heights (rung-0 noise sigmas) of the line tops that :func:`line_tops` returns: the weak
+#: lines the network shrinks, without the tall ones it keeps anyway.
+LINE_TOP_SIGMAS = (3.0, 30.0)
+
+
+def line_tops(s_hat: torch.Tensor, peak_mask: torch.Tensor,
+              low: float = LINE_TOP_SIGMAS[0], high: float = LINE_TOP_SIGMAS[1]) -> torch.Tensor:
+    """One point per line: the local maxima of s_hat [B, L] inside M whose height lies in
+    [low, high] (s_hat in rung-0 noise sigmas above its baseline). Bool [B, L]; the ends of
+    a crop are never tops (a line cut by the crop is not whole)."""
+    inner = s_hat[:, 1:-1]
+    top = (inner > s_hat[:, :-2]) & (inner >= s_hat[:, 2:]) & (inner >= low) & (inner <= high)
+    tops = torch.zeros_like(peak_mask)
+    tops[:, 1:-1] = top & peak_mask[:, 1:-1]
+    return tops
+
+
 def loss_rec(
     y0: torch.Tensor,
     s_hat: torch.Tensor,

@@ -34,6 +34,7 @@ from nmrladder.train import distributed
 from nmrladder.train.config import model_config, write_config
 from nmrladder.train.data import Batch, BatchSampler, Prepared, RungPlan
 from nmrladder.train.losses import (
+    line_tops,
     loss_cons,
     loss_curv,
     loss_deriv,
@@ -78,6 +79,7 @@ class StepPlan:
     rec_loss: str = "l1"
     huber_delta: float = 1.0
     under_weight: float = 1.0
+    line_top_points: float = 0.0
 
 
 class Schedule:
@@ -154,6 +156,7 @@ class Schedule:
             rec_loss=s["rec_loss"],
             huber_delta=s["huber_delta"],
             under_weight=s["under_weight"],
+            line_top_points=s["line_top_points"],
         )
 
 
@@ -217,16 +220,26 @@ def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tenso
     the smooth L1 is a squared error, above it stays robust to the few large target errors
     (e.g. on a solvent line).
 
-    Both use the weights of losses.rec_weight (peak weight, under_weight).
+    Both use the weights of losses.rec_weight (peak weight, under_weight). With
+    line_top_points > 0, the top of each weak line (losses.line_tops) that the output falls
+    short of counts line_top_points more points of M's shortfall weight: each line once,
+    whatever its width, so narrow lines weigh as much as broad ones.
     """
     if plan.rec_loss == "l1":
-        return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight,
-                        plan.under_weight)
-    weight = rec_weight(y, target, peak_mask, plan.peak_weight, plan.base_weight,
-                        plan.under_weight)
-    error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
-                                               beta=plan.huber_delta)
-    return (weight * error).mean()
+        rec = loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                       plan.under_weight)
+        error = (y - target).abs()
+    else:
+        weight = rec_weight(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                            plan.under_weight)
+        error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
+                                                   beta=plan.huber_delta)
+        rec = (weight * error).mean()
+    if plan.line_top_points > 0:
+        short_tops = line_tops(target, peak_mask) & (y < target)
+        top_weight = plan.line_top_points * plan.peak_weight * plan.under_weight
+        rec = rec + top_weight * (short_tops * error).mean()
+    return rec
 
 
 def loss_terms(model: torch.nn.Module, t: Mapping[str, torch.Tensor], plan: StepPlan

@@ -52,6 +52,7 @@ class FileResult:
     snr_after: float = float("nan")
     message: str = ""
     seconds: float = 0.0
+    residual_lb: float = 0.0  # the residual line broadening factor the output got (0: none)
 
 
 @dataclass
@@ -102,17 +103,25 @@ class Manifest:
         self._lock = threading.Lock()
         self._handle = None  # opened on the first record, kept open until close()
 
-    def finished(self) -> dict[str, dict]:
-        """input path -> entry for entries whose output exists (a torn last line is ignored)."""
+    def finished(self, residual_lb: float | None = None) -> dict[str, dict]:
+        """input path -> entry for entries whose output exists and got the same residual line
+        broadening as ``residual_lb`` asks (a torn last line is ignored). An output made
+        with another setting is not finished: a resume redoes it, so that one folder never
+        mixes outputs with and without the step."""
         done = {}
         if not self.path.exists():
             return done
+        wanted = residual_lb or 0.0
         for line in self.path.read_text().splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue  # interrupted while appending: that input is simply redone
-            if entry.get("status") == "ok" and Path(entry.get("output", "")).exists():
+            if (
+                entry.get("status") == "ok"
+                and entry.get("residual_lb", 0.0) == wanted
+                and Path(entry.get("output", "")).exists()
+            ):
                 done[entry["input"]] = entry
         return done
 
@@ -253,6 +262,7 @@ def write_denoised(
             item.snr_before,
             snr_after,
             _warning(item.snr_before, snr_after),
+            residual_lb=residual_lb or 0.0,
         )
         if plot:
             _plot(spectrum, y, item.path, out_dir)
@@ -284,14 +294,14 @@ def colliding_names(paths: list[Path]) -> set[str]:
 
 
 def plan_resume(
-    paths: list[Path], out_dir: Path, resume: bool
+    paths: list[Path], out_dir: Path, resume: bool, residual_lb: float | None = None
 ) -> tuple[list[FileResult], list[Path]]:
     """(results of the inputs the manifest says are finished, the inputs still to do).
 
     Without ``resume`` everything is to do; with it, what an interrupted run left half-written
-    is deleted first.
+    is deleted first, and outputs made with another ``residual_lb`` are redone.
     """
-    done = Manifest(out_dir).finished() if resume else {}
+    done = Manifest(out_dir).finished(residual_lb) if resume else {}
     if resume:
         remove_stale_temporaries(out_dir)
     skipped, todo = [], []
@@ -309,6 +319,7 @@ def plan_resume(
                 entry.get("snr_before", float("nan")),
                 entry.get("snr_after", float("nan")),
                 "already done",
+                residual_lb=entry.get("residual_lb", 0.0),
             )
         )
     return skipped, todo
@@ -344,6 +355,7 @@ class DenoiseJob:
         self.plot = plot
         self.file_threads = file_threads
         self.streams = getattr(denoiser, "streams", 1)  # inference threads (Denoiser.streams)
+        self._residual_lb = getattr(denoiser, "residual_lb", None)  # Denoiser.residual_lb
         self.queue_size = queue_size or (3 + self.streams) * denoiser.batch_size
         self.progress = progress
         self.in_place = in_place
@@ -375,7 +387,7 @@ class DenoiseJob:
             in_place=self.in_place,
             disambiguate=item.path.name in self._colliding_names,
             plot=self.plot,
-            residual_lb=getattr(self.denoiser, "residual_lb", None),
+            residual_lb=self._residual_lb,
         )
         if result.status == "ok":
             try:
@@ -392,7 +404,7 @@ class DenoiseJob:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         paths = [Path(p) for p in inputs]
         self._colliding_names = colliding_names(paths)
-        skipped, todo = plan_resume(paths, self.out_dir, self.resume)
+        skipped, todo = plan_resume(paths, self.out_dir, self.resume, self._residual_lb)
         summary = JobSummary(results=skipped)
         results = self._run_pipeline(todo)
         order = {str(path): i for i, path in enumerate(paths)}  # the inputs' order, in O(n)
@@ -694,7 +706,8 @@ def run_series(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
-    done = manifest.finished() if resume else {}
+    residual_lb = getattr(denoiser, "residual_lb", None)
+    done = manifest.finished(residual_lb) if resume else {}
     if resume:
         remove_stale_temporaries(out_dir)
     summary = JobSummary()
@@ -747,6 +760,7 @@ def run_series(
                 snr_before,
                 snr_after,
                 f"T_hat {series.t_hat:.2f}",
+                residual_lb=residual_lb or 0.0,
             )
             if plot:
                 from nmrladder.runtime.plots import plot_denoised

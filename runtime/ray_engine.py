@@ -203,7 +203,7 @@ def denoise_with_ray(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in inputs]
-    skipped, todo = plan_resume(paths, out_dir, resume)
+    skipped, todo = plan_resume(paths, out_dir, resume, residual_lb)
     summary = JobSummary(results=skipped)
     summary.stage_seconds = dict.fromkeys(STAGES, 0.0)
     if todo:

@@ -89,15 +89,21 @@ def test_shipped_model_gains_in_the_peak_regions_with_it(default_pair):
     assert peak_gain(z) > peak_gain(y) + 0.3
 
 
-def test_batch_job_and_cli_write_what_the_api_returns(tiny_model_dir, tmp_path):
-    spectra = simulate_ladders(3, 2, 4096, 2.0, 8.0, seed=5).x[:, 0]
-    inputs = tmp_path / "in"
-    inputs.mkdir()
+def _npy_inputs(folder, seed):
+    """Three simulated spectra, saved as s0.npy .. s2.npy in ``folder``: (spectra, paths)."""
+    spectra = simulate_ladders(3, 2, 4096, 2.0, 8.0, seed=seed).x[:, 0]
+    folder.mkdir()
     for i, spectrum in enumerate(spectra):
-        np.save(inputs / f"s{i}.npy", spectrum)
+        np.save(folder / f"s{i}.npy", spectrum)
+    return spectra, sorted(folder.glob("*.npy"))
+
+
+def test_batch_job_and_cli_write_what_the_api_returns(tiny_model_dir, tmp_path):
+    inputs = tmp_path / "in"
+    spectra, paths = _npy_inputs(inputs, seed=5)
     den = Denoiser(tiny_model_dir / "model.onnx", batch_size=2, threads=2, residual_lb=0.5)
     expected = den.denoise(spectra)
-    summary = DenoiseJob(den, tmp_path / "job", progress=False).run(sorted(inputs.glob("*.npy")))
+    summary = DenoiseJob(den, tmp_path / "job", progress=False).run(paths)
     assert [r.status for r in summary.results] == ["ok"] * 3
     argv = ["denoise", str(inputs), "--out", str(tmp_path / "cli"), "--no-progress",
             "--model", str(tiny_model_dir / "model.onnx"), "--residual-lb"]
@@ -113,3 +119,21 @@ def test_batch_job_and_cli_write_what_the_api_returns(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(wrapped, expected, rtol=0, atol=1e-5 * np.abs(spectra).max())
     with pytest.raises(InputError, match="factor"):
         Denoiser(tiny_model_dir / "model.onnx", residual_lb=0)
+
+
+def test_resume_redoes_outputs_made_with_another_setting(tiny_model_dir, tmp_path):
+    spectra, paths = _npy_inputs(tmp_path / "in", seed=6)
+    model = tiny_model_dir / "model.onnx"
+    restoring, plain = Denoiser(model, residual_lb=0.5), Denoiser(model)
+    out = tmp_path / "out"
+    first = DenoiseJob(restoring, out, progress=False).run(paths)
+    assert [r.residual_lb for r in first.results] == [0.5] * 3
+    again = DenoiseJob(restoring, out, resume=True, progress=False).run(paths)
+    assert [r.status for r in again.results] == ["skipped"] * 3  # same setting: done
+    # Another setting: every output is redone, so the folder never mixes the two.
+    switched = DenoiseJob(plain, out, resume=True, progress=False).run(paths)
+    assert [(r.status, r.residual_lb) for r in switched.results] == [("ok", 0.0)] * 3
+    expected = plain.denoise(spectra)
+    for i in range(3):
+        got = np.load(out / f"s{i}_denoised.npy")
+        np.testing.assert_allclose(got, expected[i], rtol=0, atol=1e-5 * np.abs(expected[i]).max())

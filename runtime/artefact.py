@@ -10,8 +10,10 @@ to rebuild.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from nmrladder import __version__
 from nmrladder.runtime.errors import ModelError
@@ -134,3 +136,14 @@ class ArtefactInfo:
 
 def current_toolkit_version() -> str:
     return __version__
+
+
+def artefact_fingerprint(path) -> str:
+    """``"<file name> <first 16 hex of its sha256>"``: which artefact made an output, as the
+    batch job's manifest records it (a resume redoes outputs another artefact made)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.name} {digest.hexdigest()[:16]}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -109,6 +110,14 @@ class Denoiser:
     def default(cls, backend: str = "ort", **kwargs) -> Denoiser:
         """The model shipped with the package (int8 for the CPU backend "ort")."""
         return cls(default_model_path(backend), backend=backend, **kwargs)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The artefact's file name and sha256 prefix (runtime/artefact.artefact_fingerprint):
+        what the batch job's manifest records as the model of each output."""
+        from nmrladder.runtime.artefact import artefact_fingerprint
+
+        return artefact_fingerprint(self.session.path)
 
     @property
     def length_range(self) -> tuple[int, int]:

@@ -53,6 +53,7 @@ class FileResult:
     message: str = ""
     seconds: float = 0.0
     residual_lb: float = 0.0  # the residual line broadening factor the output got (0: none)
+    model: str = ""  # the artefact that made the output (Denoiser.fingerprint)
 
 
 @dataclass
@@ -103,11 +104,12 @@ class Manifest:
         self._lock = threading.Lock()
         self._handle = None  # opened on the first record, kept open until close()
 
-    def finished(self, residual_lb: float | None = None) -> dict[str, dict]:
-        """input path -> entry for entries whose output exists and got the same residual line
-        broadening as ``residual_lb`` asks (a torn last line is ignored). An output made
-        with another setting is not finished: a resume redoes it, so that one folder never
-        mixes outputs with and without the step."""
+    def finished(self, residual_lb: float | None = None, model: str = "") -> dict[str, dict]:
+        """input path -> entry for entries whose output exists and was made the way this run
+        makes it: the same residual line broadening (``residual_lb``) and, when ``model`` is
+        given, the same artefact (a torn last line is ignored). An output made another way is
+        not finished: a resume redoes it, so one folder never mixes the two. Entries written
+        before the manifest recorded the model count as this model's."""
         done = {}
         if not self.path.exists():
             return done
@@ -120,6 +122,7 @@ class Manifest:
             if (
                 entry.get("status") == "ok"
                 and entry.get("residual_lb", 0.0) == wanted
+                and (not model or entry.get("model", model) == model)
                 and Path(entry.get("output", "")).exists()
             ):
                 done[entry["input"]] = entry
@@ -228,11 +231,13 @@ def write_denoised(
     disambiguate: bool = False,
     plot: bool = False,
     residual_lb: float | None = None,
+    model: str = "",
 ) -> FileResult:
     """Map the network's ``output`` back to the input's units and write it atomically.
 
     ``disambiguate``: the input's file name is shared by other inputs (see colliding_names);
-    ``residual_lb``: the denoiser's residual line broadening factor (runtime/residual.py).
+    ``residual_lb``: the denoiser's residual line broadening factor (runtime/residual.py);
+    ``model``: its fingerprint, recorded with the result.
     Returns the input's result, not yet in the manifest (the caller records it); a failure,
     an unexpected exception included, comes back as a "failed" result naming the file.
     """
@@ -263,6 +268,7 @@ def write_denoised(
             snr_after,
             _warning(item.snr_before, snr_after),
             residual_lb=residual_lb or 0.0,
+            model=model,
         )
         if plot:
             _plot(spectrum, y, item.path, out_dir)
@@ -294,14 +300,19 @@ def colliding_names(paths: list[Path]) -> set[str]:
 
 
 def plan_resume(
-    paths: list[Path], out_dir: Path, resume: bool, residual_lb: float | None = None
+    paths: list[Path],
+    out_dir: Path,
+    resume: bool,
+    residual_lb: float | None = None,
+    model: str = "",
 ) -> tuple[list[FileResult], list[Path]]:
     """(results of the inputs the manifest says are finished, the inputs still to do).
 
     Without ``resume`` everything is to do; with it, what an interrupted run left half-written
-    is deleted first, and outputs made with another ``residual_lb`` are redone.
+    is deleted first, and outputs made with another ``residual_lb`` or ``model`` (a
+    fingerprint) are redone.
     """
-    done = Manifest(out_dir).finished(residual_lb) if resume else {}
+    done = Manifest(out_dir).finished(residual_lb, model) if resume else {}
     if resume:
         remove_stale_temporaries(out_dir)
     skipped, todo = [], []
@@ -320,6 +331,7 @@ def plan_resume(
                 entry.get("snr_after", float("nan")),
                 "already done",
                 residual_lb=entry.get("residual_lb", 0.0),
+                model=entry.get("model", ""),
             )
         )
     return skipped, todo
@@ -356,6 +368,7 @@ class DenoiseJob:
         self.file_threads = file_threads
         self.streams = getattr(denoiser, "streams", 1)  # inference threads (Denoiser.streams)
         self._residual_lb = getattr(denoiser, "residual_lb", None)  # Denoiser.residual_lb
+        self._model = getattr(denoiser, "fingerprint", "")  # recorded with every output
         self.queue_size = queue_size or (3 + self.streams) * denoiser.batch_size
         self.progress = progress
         self.in_place = in_place
@@ -388,6 +401,7 @@ class DenoiseJob:
             disambiguate=item.path.name in self._colliding_names,
             plot=self.plot,
             residual_lb=self._residual_lb,
+            model=self._model,
         )
         if result.status == "ok":
             try:
@@ -404,7 +418,9 @@ class DenoiseJob:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         paths = [Path(p) for p in inputs]
         self._colliding_names = colliding_names(paths)
-        skipped, todo = plan_resume(paths, self.out_dir, self.resume, self._residual_lb)
+        skipped, todo = plan_resume(
+            paths, self.out_dir, self.resume, self._residual_lb, self._model
+        )
         summary = JobSummary(results=skipped)
         results = self._run_pipeline(todo)
         order = {str(path): i for i, path in enumerate(paths)}  # the inputs' order, in O(n)
@@ -707,7 +723,8 @@ def run_series(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
     residual_lb = getattr(denoiser, "residual_lb", None)
-    done = manifest.finished(residual_lb) if resume else {}
+    model = getattr(denoiser, "fingerprint", "")
+    done = manifest.finished(residual_lb, model) if resume else {}
     if resume:
         remove_stale_temporaries(out_dir)
     summary = JobSummary()
@@ -761,6 +778,7 @@ def run_series(
                 snr_after,
                 f"T_hat {series.t_hat:.2f}",
                 residual_lb=residual_lb or 0.0,
+                model=model,
             )
             if plot:
                 from nmrladder.runtime.plots import plot_denoised

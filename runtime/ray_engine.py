@@ -146,6 +146,7 @@ class DenoiseActor:
             disambiguate=disambiguate,
             plot=self.plot,
             residual_lb=self.denoiser.residual_lb,
+            model=self.denoiser.fingerprint,
         )
         result.seconds = time.perf_counter() - item.started
         return result, time.perf_counter() - started
@@ -181,6 +182,7 @@ def denoise_with_ray(
     and ``resume`` as :class:`~nmrladder.runtime.pipeline.DenoiseJob`; ``residual_lb``: as
     in :class:`~nmrladder.runtime.Denoiser`.
     """
+    from nmrladder.runtime.artefact import artefact_fingerprint
     from nmrladder.runtime.denoiser import default_model_path
     from nmrladder.runtime.residual import checked_factor
     from nmrladder.runtime.sessions import BACKENDS, open_session, resolve_artefact
@@ -203,7 +205,9 @@ def denoise_with_ray(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in inputs]
-    skipped, todo = plan_resume(paths, out_dir, resume, residual_lb)
+    skipped, todo = plan_resume(
+        paths, out_dir, resume, residual_lb, artefact_fingerprint(artefact)
+    )
     summary = JobSummary(results=skipped)
     summary.stage_seconds = dict.fromkeys(STAGES, 0.0)
     if todo:

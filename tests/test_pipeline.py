@@ -467,3 +467,38 @@ def test_streams_are_checked(tiny_model_dir, spectra, tmp_path, capsys):
     command[-1] = "--no-progress"
     assert main([*command, "--file-threads", "0", "--model", str(tiny_model_dir)]) == 2
     assert "file_threads must be >= 1" in capsys.readouterr().err
+
+
+def test_resume_redoes_outputs_another_model_made(tiny_model_dir, spectra, tmp_path):
+    import hashlib
+    import shutil
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        np.save(inputs / f"s{i}.npy", spectra.x[i, 0])
+    paths = sorted(inputs.glob("*.npy"))
+    den = Denoiser(tiny_model_dir / "model.onnx")
+    digest = hashlib.sha256((tiny_model_dir / "model.onnx").read_bytes()).hexdigest()
+    assert den.fingerprint == f"model.onnx {digest[:16]}"
+    shutil.copy(tiny_model_dir / "model.onnx", tmp_path / "copy.onnx")
+    assert Denoiser(tmp_path / "copy.onnx").fingerprint == f"copy.onnx {digest[:16]}"
+
+    out = tmp_path / "out"
+    first = DenoiseJob(den, out, progress=False).run(paths)
+    assert {r.model for r in first.results} == {den.fingerprint}
+    other = Denoiser(tiny_model_dir / "model.onnx")
+    other.fingerprint = "retrained.onnx 0123456789abcdef"  # as if another artefact
+    redone = DenoiseJob(other, out, resume=True, progress=False).run(paths)
+    assert [(r.status, r.model) for r in redone.results] == [("ok", other.fingerprint)] * 3
+    again = DenoiseJob(other, out, resume=True, progress=False).run(paths)
+    assert [r.status for r in again.results] == ["skipped"] * 3
+
+    # A manifest written before the model was recorded: its outputs count as done.
+    manifest = out / "manifest.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    manifest.write_text("".join(
+        json.dumps({k: v for k, v in e.items() if k != "model"}) + "\n" for e in entries
+    ))
+    older = DenoiseJob(den, out, resume=True, progress=False).run(paths)
+    assert [r.status for r in older.results] == ["skipped"] * 3

@@ -78,6 +78,7 @@ class DenoiseActor:
         in_place: bool,
         plot: bool,
         residual_lb: float | None = None,
+        model: str = "",
     ):
         from nmrladder.runtime.denoiser import Denoiser
 
@@ -90,6 +91,7 @@ class DenoiseActor:
         )
         self.out_dir = Path(out_dir)
         self.in_place, self.plot = in_place, plot
+        self.model = model  # the driver's artefact_fingerprint, recorded with each output
         # Reading, scaling and writing release the GIL: the actor's CPUs share them.
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="nmrladder-io")
 
@@ -146,7 +148,7 @@ class DenoiseActor:
             disambiguate=disambiguate,
             plot=self.plot,
             residual_lb=self.denoiser.residual_lb,
-            model=self.denoiser.fingerprint,
+            model=self.model,
         )
         result.seconds = time.perf_counter() - item.started
         return result, time.perf_counter() - started
@@ -205,9 +207,8 @@ def denoise_with_ray(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in inputs]
-    skipped, todo = plan_resume(
-        paths, out_dir, resume, residual_lb, artefact_fingerprint(artefact)
-    )
+    model = artefact_fingerprint(artefact)
+    skipped, todo = plan_resume(paths, out_dir, resume, residual_lb, model)
     summary = JobSummary(results=skipped)
     summary.stage_seconds = dict.fromkeys(STAGES, 0.0)
     if todo:
@@ -227,6 +228,7 @@ def denoise_with_ray(
                 "in_place": in_place,
                 "plot": plot,
                 "residual_lb": residual_lb,
+                "model": model,
             }
             results = _run(ray, rows, todo, actor, pool, out_dir, progress, summary.stage_seconds)
         first = {}

@@ -123,7 +123,7 @@ def restore_residual(
     noise sigmas of x above x's baseline level (FALLBACK_POINTS where it has none).
     ``input_scale``: (centers [N], sigmas [N]) of x when the caller has them (the input
     scaling's), else measured here. Returns float32 in y's shape."""
-    from nmrladder.runtime.preprocess import robust_scale
+    from nmrladder.runtime.preprocess import robust_scale_batch
 
     factor = checked_factor(factor)
     x_rows = np.atleast_2d(np.asarray(x, dtype=np.float64))
@@ -133,7 +133,7 @@ def restore_residual(
             f"residual line broadening: spectra {x_rows.shape} and outputs {y_rows.shape} differ"
         )
     if input_scale is None:
-        input_scale = tuple(zip(*(robust_scale(row) for row in x_rows), strict=True))
+        input_scale = robust_scale_batch(x_rows)
     centers, sigmas = (np.ravel(values) for values in input_scale)
     widths = np.array([
         linewidth(out, min_prominence=FREE_LINE, scale=(center, sigma))

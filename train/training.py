@@ -225,21 +225,21 @@ def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tenso
     short of counts line_top_points more points of M's shortfall weight: each line once,
     whatever its width, so narrow lines weigh as much as broad ones.
     """
+    if plan.rec_loss == "l1" and plan.line_top_points == 0:
+        return loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                        plan.under_weight)
     if plan.rec_loss == "l1":
-        rec = loss_rec(y, target, peak_mask, plan.peak_weight, plan.base_weight,
-                       plan.under_weight)
         error = (y - target).abs()
     else:
-        weight = rec_weight(y, target, peak_mask, plan.peak_weight, plan.base_weight,
-                            plan.under_weight)
         error = torch.nn.functional.smooth_l1_loss(y, target, reduction="none",
                                                    beta=plan.huber_delta)
-        rec = (weight * error).mean()
+    weight = rec_weight(y, target, peak_mask, plan.peak_weight, plan.base_weight,
+                        plan.under_weight)
     if plan.line_top_points > 0:
         short_tops = line_tops(target, peak_mask) & (y < target)
         top_weight = plan.line_top_points * plan.peak_weight * plan.under_weight
-        rec = rec + top_weight * (short_tops * error).mean()
-    return rec
+        weight = weight + top_weight * short_tops
+    return (weight * error).mean()
 
 
 def loss_terms(model: torch.nn.Module, t: Mapping[str, torch.Tensor], plan: StepPlan

@@ -16,6 +16,8 @@ Groups:
   op), torch eager and
   torch.compile (what a user would do instead), and ORT CUDA / torch CUDA / TensorRT where
   present (skipped with the reason otherwise).
+- ``backends paired``: the int8 copy, float32 ORT and torch eager in alternating rounds
+  (batch 8, L = 16384), ratios taken round by round: the drift-free form of the ratios above.
 - ``cold start``: session creation, first inference (the product's float32 file and its
   int8 copy, METHOD's float32), TensorRT engine deserialisation.
 
@@ -214,6 +216,67 @@ def test_backend(benchmark, models, sizes, recorder, role, backend):
         points=BACKEND_BATCH * n,
         flop=BACKEND_BATCH * model.gflop(n) * 1e9,
     )
+
+
+PAIRED_SETTLE_SECONDS = 0.05
+
+
+@pytest.mark.parametrize("role", ("product", "method"))
+def test_backends_paired(benchmark, models, sizes, recorder, role):
+    """float32 ORT and torch eager (their order swapped every other round), then the int8
+    copy (the timed call), round after round.
+
+    The backends groups time each backend in its own benchmark, minutes apart, while this
+    VM's speed drifts by 10-30 % between minutes (benchmarks/README.md); here each round's
+    ratios compare calls made within a second of each other. extra_info holds every round's
+    seconds and the per-round ratios' median and quartiles.
+    """
+    import time
+
+    model = models[role]
+    n = sizes.length(L)
+    x = spectra(BACKEND_BATCH, n)
+    benchmark.group = f"backends paired, batch {BACKEND_BATCH}, L={L}"
+    benchmark.extra_info.update(model.info(), length=n, batch=BACKEND_BATCH)
+    int8, float32 = _int8_session(model, sizes), model.session()
+    timed = lambda: int8.run(x)  # noqa: E731
+    others = {
+        "ort-cpu": lambda: float32.run(x),
+        "torch-eager": _torch_runner(model, "torch-eager", x, benchmark, sizes.compile_backend),
+    }
+    for run in (timed, *others.values()):
+        run()  # warm-up: kernels chosen, memory allocated
+    seconds = {name: [] for name in others}
+
+    def run_others():
+        # ORT's and torch's pool threads spin for a while after a call; a pause after each
+        # call (the int8 one included) lets them sleep before the next backend runs
+        # (bench_end_to_end.py measured 5 % otherwise).
+        time.sleep(PAIRED_SETTLE_SECONDS)
+        names = list(others) if len(seconds["ort-cpu"]) % 2 == 0 else list(others)[::-1]
+        for name in names:
+            started = time.perf_counter()
+            others[name]()
+            seconds[name].append(time.perf_counter() - started)
+            time.sleep(PAIRED_SETTLE_SECONDS)
+        return (), {}
+
+    heavy = model.gflop(n) * BACKEND_BATCH > 50
+    benchmark.pedantic(timed, setup=run_others, rounds=sizes.rounds(8 if heavy else 20))
+    recorder(benchmark, spectra=BACKEND_BATCH, points=BACKEND_BATCH * n)
+    if benchmark.stats is None:
+        return
+    seconds["ort-cpu-int8"] = list(benchmark.stats.stats.data)  # round by round, in order
+    for name, times in seconds.items():
+        benchmark.extra_info[f"{name}_seconds"] = times
+    for slow, fast in (("torch-eager", "ort-cpu-int8"), ("ort-cpu", "ort-cpu-int8"),
+                       ("torch-eager", "ort-cpu")):
+        ratios = np.asarray(seconds[slow]) / np.asarray(seconds[fast])
+        benchmark.extra_info[f"{slow}_over_{fast}"] = {
+            "median": float(np.median(ratios)),
+            "q25": float(np.percentile(ratios, 25)),
+            "q75": float(np.percentile(ratios, 75)),
+        }
 
 
 # --------------------------------------------------------------------------- cold start

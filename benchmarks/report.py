@@ -151,7 +151,9 @@ def derived(data: dict) -> list[str]:
         )
     network = {}
     for group, benches in grouped.items():
-        if group.startswith("backends "):
+        if group.startswith("backends paired"):
+            lines += _paired(benches)
+        elif group.startswith("backends "):
             lines += _backends(group.split()[1], benches, peak)
             for bench in benches:
                 if bench["extra_info"].get("backend") == "ort-cpu":
@@ -219,6 +221,36 @@ def _int8(named: dict, float32_median: float) -> str:
         sentence += f" and **{ratio:.2f}x torch eager** (target >= {goal}x: {met(ratio >= goal)})"
     rms = int8["extra_info"].get("rms_diff_vs_ort_cpu_sigma", float("nan"))
     return sentence + f", {rms:.4f} noise sigmas rms from float32."
+
+
+def _paired(benches: list[dict]) -> list[str]:
+    """ORT CPU against torch eager with the ratios taken round by round."""
+    lines = []
+    for bench in benches:
+        extra = bench["extra_info"]
+        if "torch-eager_over_ort-cpu-int8" not in extra:
+            continue
+        parts = []
+        for slow, fast, what in (
+            ("torch-eager", "ort-cpu-int8", "the int8 copy over torch eager"),
+            ("torch-eager", "ort-cpu", "float32 ORT over torch eager"),
+            ("ort-cpu", "ort-cpu-int8", "the int8 copy over float32 ORT"),
+        ):
+            r = extra[f"{slow}_over_{fast}"]
+            target = ""
+            if fast == "ort-cpu-int8" and slow == "torch-eager":  # what the CPU backend runs
+                goal = TARGETS["ort_over_eager_method"]
+                target = f", target >= {goal}x: {met(r['median'] >= goal)}"
+            parts.append(
+                f"{what} **{r['median']:.2f}x** (quartiles {r['q25']:.2f}-{r['q75']:.2f}{target})"
+            )
+        note = " [disturbed: others took CPU]" if disturbed(bench) else ""
+        lines.append(
+            f"- **{extra.get('model', short_name(bench))}, paired rounds** "
+            f"({len(extra['torch-eager_seconds'])} rounds, batch {extra['batch']}, "
+            f"L={extra['length']}; median of the per-round ratios): {'; '.join(parts)}.{note}"
+        )
+    return lines
 
 
 def _cold_start(benches: list[dict]) -> list[str]:

@@ -29,7 +29,7 @@ EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        
 
 
 def add_arguments(parser) -> None:
-    from nmrladder.runtime.residual import DEFAULT_FACTOR
+    from nmrladder.runtime.residual import DEFAULT_FACTOR, factor_argument
     from nmrladder.runtime.sessions import BACKENDS
 
     parser.add_argument("inputs", nargs="+", type=Path, help="files or folders of spectra")
@@ -91,7 +91,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--residual-lb",
-        type=float,
+        type=factor_argument,
         nargs="?",
         const=DEFAULT_FACTOR,
         default=None,

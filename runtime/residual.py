@@ -112,6 +112,20 @@ def checked_factor(factor, name: str = "residual line broadening factor") -> flo
     return value
 
 
+def factor_argument(text: str) -> float:
+    """argparse type of the optional ``--residual-lb [FACTOR]``: a clear message when the
+    word after the flag is not a number (an input path put right after it, most often)."""
+    import argparse
+
+    try:
+        return checked_factor(text)
+    except InputError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a factor (a number > 0). The flag takes an optional number: give "
+            "one (--residual-lb 0.5), or put the flag after the input paths"
+        ) from None
+
+
 def restore_residual(
     x: np.ndarray,
     y: np.ndarray,

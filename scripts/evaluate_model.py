@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from nmrladder.runtime.atomic import write_text_atomic
-from nmrladder.runtime.residual import DEFAULT_FACTOR, ResidualBroadening
+from nmrladder.runtime.residual import DEFAULT_FACTOR, ResidualBroadening, factor_argument
 from nmrladder.train.evaluate import evaluate_denoisers
 from nmrladder.train.inference import load_denoiser
 from nmrladder.train.simulate import simulate_ladders
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="write the tables here")
     parser.add_argument("--plots", type=Path, default=None, help="plot a few spectra here")
     parser.add_argument("--skip-ood", action="store_true")
-    parser.add_argument("--residual-lb", type=float, nargs="?", const=DEFAULT_FACTOR,
+    parser.add_argument("--residual-lb", type=factor_argument, nargs="?", const=DEFAULT_FACTOR,
                         default=None, metavar="FACTOR",
                         help="add the model followed by residual line broadening "
                              f"({DEFAULT_FACTOR:g})")

@@ -23,6 +23,7 @@ GROUPS = (
     "throughput, L=16384 (ORT CPU, product)",
     "backends product, batch 8, L=16384",
     "backends method, batch 8, L=16384",
+    "backends paired, batch 8, L=16384",
     "cold start",
     "end to end",
     "peak",
@@ -69,6 +70,8 @@ def test_bench_suites_run_and_render(tmp_path):
     assert {"test_denoise_job", "test_pure_inference", "test_peak_sgemm[torch]"} <= ran
     assert {"test_backend[product-ort-cpu-int8]", "test_backend[method-ort-cpu-int8]"} <= ran
     assert "Its int8 copy runs" in text
+    assert {"test_backends_paired[product]", "test_backends_paired[method]"} <= ran
+    assert "paired rounds" in text and "the int8 copy over torch eager **" in text
     assert {"test_cold_session[product-int8]", "test_cold_first_inference[product-int8]"} <= ran
     assert "Cold start, " in text and ", int8**: session" in text
     job = next(b for b in data["benchmarks"] if b["name"] == "test_denoise_job")

@@ -2,6 +2,8 @@
 and the CLI. Oracles: the exponential multiplication of a line's FID (what line broadening
 is), the simulator's truth, and the plain denoiser followed by the step."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -119,6 +121,26 @@ def test_batch_job_and_cli_write_what_the_api_returns(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(wrapped, expected, rtol=0, atol=1e-5 * np.abs(spectra).max())
     with pytest.raises(InputError, match="factor"):
         Denoiser(tiny_model_dir / "model.onnx", residual_lb=0)
+
+
+def test_cli_factor_is_optional_and_a_path_after_the_flag_is_explained(
+    tiny_model_dir, tmp_path, capsys
+):
+    inputs = tmp_path / "in"
+    _npy_inputs(inputs, seed=7)
+    model = str(tiny_model_dir / "model.onnx")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", "--residual-lb", str(inputs), "--out", str(tmp_path / "o"),
+              "--model", model])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert repr(str(inputs)) in message and "after the input paths" in message
+    assert not (tmp_path / "o").exists()
+    argv = ["denoise", str(inputs), "--out", str(tmp_path / "o"), "--no-progress",
+            "--model", model, "--residual-lb", "0.25"]
+    assert main(argv) == 0
+    records = [json.loads(line) for line in (tmp_path / "o" / "manifest.jsonl").open()]
+    assert [r["residual_lb"] for r in records] == [0.25] * 3
 
 
 def test_resume_redoes_outputs_made_with_another_setting(tiny_model_dir, tmp_path):

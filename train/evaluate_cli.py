@@ -42,7 +42,7 @@ def _set_name(path: Path) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the verb."""
-    from nmrladder.runtime.residual import DEFAULT_FACTOR
+    from nmrladder.runtime.residual import DEFAULT_FACTOR, factor_argument
 
     parser.add_argument("run", type=Path,
                         help="RUN directory (config.toml + model.safetensors) or .onnx file")
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="spectra per forward (8)")
     parser.add_argument("--name", default=None,
                         help="the model's row in the tables (default: the RUN's name)")
-    parser.add_argument("--residual-lb", type=float, nargs="?", const=DEFAULT_FACTOR,
+    parser.add_argument("--residual-lb", type=factor_argument, nargs="?", const=DEFAULT_FACTOR,
                         default=None, metavar="FACTOR",
                         help="add a row for the model followed by residual line broadening "
                              f"(LB = FACTOR x the output's linewidth, {DEFAULT_FACTOR:g} "

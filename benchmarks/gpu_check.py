@@ -1,14 +1,16 @@
 """Every GPU check of nmrladder in one call (for a lent GPU machine; < 8 minutes).
 
-    python benchmarks/gpu_check.py --out $OUT [--minutes 7] [--onnx runtime/models/default.onnx]
+    python benchmarks/gpu_check.py --out $OUT [--minutes 7] [--onnx MODEL.onnx]
 
 Runs from a bare checkout without installing the package (the kernels then fall back to the
 NumPy reference). Each step is skipped, with the reason recorded, when its library or device is
 missing, and the remaining steps are skipped when the time budget runs out:
 
 1. environment: GPU, CUDA, torch, onnxruntime providers, TensorRT;
-2. export of a reference model (a seeded U-Net of the shipped model's config, or the one given)
-   to ONNX with the CPU parity check;
+2. a reference model: a seeded U-Net of the shipped model's config (read from
+   runtime/models/default.onnx's metadata) exported to ONNX with the CPU parity check, or,
+   with --onnx, that exported file (steps 4-5 run it; step 3 runs a seeded U-Net of its
+   config);
 3. torch CUDA vs torch CPU: parity and throughput at L = 16384;
 4. ONNX Runtime CUDA EP (and TensorRT EP) vs ONNX Runtime CPU: parity and throughput;
 5. native TensorRT engines fp32 / fp16 (one small profile): parity vs ONNX Runtime CPU,
@@ -128,6 +130,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=7.0, help="time budget (default 7)")
     parser.add_argument("--length", type=int, default=16384)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        help="check this exported model instead of a seeded export of the shipped config",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     _import_from_checkout()
@@ -140,23 +148,26 @@ def main() -> int:
     def build_reference_model():
         import torch
 
+        from nmrladder.export.onnx_export import read_onnx_info
         from nmrladder.train.model import ModelConfig, build_model
 
-        config_path = ROOT / "runtime" / "models" / "default.json"
-        config = ModelConfig()
-        if config_path.is_file():
-            config = ModelConfig.from_dict(json.loads(config_path.read_text())["model_config"])
+        # the artefact's metadata holds its ModelConfig (runtime/artefact.py)
+        source = args.onnx or ROOT / "runtime" / "models" / "default.onnx"
+        config = ModelConfig.from_dict(read_onnx_info(source).model_config)
         torch.manual_seed(0)
         state["model"] = build_model(config).eval()
         rng = np.random.default_rng(0)
         z = rng.normal(size=(args.batch, args.length)).astype(np.float32)
         z[:, args.length // 3] += 300.0  # a solvent-like line
         state["z"] = z
-        return {"model_config": config.to_dict()}
+        return {"config_from": str(source), "model_config": config.to_dict()}
 
     def export_reference():
         from nmrladder.export.onnx_export import export_onnx
 
+        if args.onnx is not None:
+            state["onnx"] = args.onnx
+            raise SkipStep(f"--onnx {args.onnx}: the given file is checked, nothing exported")
         result = export_onnx(
             state["model"],
             args.out / "reference.onnx",

@@ -546,7 +546,7 @@ class DenoiseJob:
         batch = np.stack([it.z for it in items])
         started = time.perf_counter()
         try:
-            out = self.denoiser.session.run(batch)
+            out = self.denoiser.run_batch(batch)
         except NmrLadderError as err:
             for it in items:
                 it.error = f"inference failed: {err}"

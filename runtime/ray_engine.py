@@ -128,7 +128,7 @@ class DenoiseActor:
         for positions in groups.values():
             started = time.perf_counter()
             try:
-                out = self.denoiser.session.run(np.stack([items[p].z for p in positions]))
+                out = self.denoiser.run_batch(np.stack([items[p].z for p in positions]))
             except Exception as err:  # reported per input, as data
                 for p in positions:
                     items[p].error = f"{items[p].path}: inference failed: {err}"

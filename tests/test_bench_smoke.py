@@ -12,11 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nmrladder.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GROUPS = (
     "latency, batch 1 (ORT CPU, product)",
@@ -84,3 +87,32 @@ def test_bench_suites_run_and_render(tmp_path):
     assert job["extra_info"]["paired_fraction"] == pytest.approx(np.median(pure) / np.median(walls))
     assert "timed before each round of the job" in text
     assert data["machine_info"]["nmrladder"]["cores"] >= 1
+
+
+def test_kernel_and_simulator_suites_run(tmp_path):
+    """`nmrladder bench --suite all` adds these two suites; each body runs once here."""
+    env = dict(os.environ, NMRLADDER_BENCH_SMOKE="1", NMRLADDER_BENCH_CACHE=str(tmp_path))
+    suites = ["benchmarks/bench_kernels.py", "benchmarks/bench_simulate.py"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *suites, "-q", "--benchmark-disable",
+         "-p", "no:cacheprovider"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and "skipped" not in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_ray_benchmark_script_runs_and_checks_its_outputs(tmp_path):
+    """benchmarks/bench_ray.py (a script): a tiny model on 16 short spectra, one repeat; it
+    asserts that Ray's outputs equal the local engine's before printing its table."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'nmrladder[ray]')")
+    table = tmp_path / "ray.md"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ray.py"), "--spectra", "16",
+         "--length", "1024", "--model-size", "tiny", "--repeats", "1", "--out", str(table)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = table.read_text()
+    assert "| ray | 2 x 1 |" in text and "bit-identical" in text

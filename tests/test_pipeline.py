@@ -23,6 +23,7 @@ from nmrladder.runtime.pipeline import (
     ScaledInput,
     discover_inputs,
     read_ladder,
+    read_scaled,
     run_series,
     split_read_time,
 )
@@ -296,6 +297,35 @@ def test_interrupted_run_resumes_without_loss_or_redo(tiny_model_dir, tmp_path):
         json.loads(line)["input"] for line in manifest.read_text().splitlines() if line.strip()
     ]
     assert len(set(recorded)) == 48
+
+
+def test_outputs_do_not_depend_on_how_spectra_were_batched(tiny_model_dir, tmp_path):
+    # On a two-threaded session ONNX Runtime computes a lone row of this model at L = 1024 in
+    # another summation order than a row of a batch (ORT 1.32: its last bits differ); the job
+    # batches by timing, so without Denoiser.run_batch its outputs changed from run to run.
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 1024)).astype(np.float32)
+    x[:, 300] += 40.0
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i, row in enumerate(x):
+        np.save(inputs / f"s{i}.npy", row)
+    paths = sorted(inputs.glob("*.npy"))
+    outputs = {}
+    for batch in (1, 2, 4):
+        den = Denoiser(tiny_model_dir, batch_size=batch, threads=2)
+        assert not DenoiseJob(den, tmp_path / f"b{batch}", progress=False).run(paths).failed
+        outputs[batch] = {p.name: p.read_bytes() for p in (tmp_path / f"b{batch}").glob("*.npy")}
+    assert len(outputs[1]) == 5 and outputs[1] == outputs[2] == outputs[4]
+    den = Denoiser(tiny_model_dir, batch_size=4, threads=2)
+    whole = den.denoise(x)  # one batch of 4, then a lone fifth row
+    for i in range(5):
+        np.testing.assert_array_equal(np.load(tmp_path / "b1" / f"s{i}_denoised.npy"), whole[i])
+    # the oracle for the network part: a single-threaded session does not split rows
+    z = np.stack([read_scaled(0, p, den.info).z for p in paths])
+    single = Denoiser(tiny_model_dir, batch_size=4, threads=1).session.run(z)
+    np.testing.assert_array_equal(den.run_batch(z[4:5]), single[4:5])
+    np.testing.assert_array_equal(den.run_batch(z[:4]), single[:4])
 
 
 @pytest.mark.parametrize("file_threads", [1, 3])

@@ -105,9 +105,9 @@ class Denoiser:
             session_threads = max(1, (threads or default_threads()) // streams)
         self.session = open_session(self.model_path, backend, threads=session_threads)
         self.info = self.session.info
-        # ONNX Runtime's CPU convolutions split a lone row across their threads and sum it in
-        # another order than a row of a larger batch: the last bits of a spectrum would depend
-        # on its batch (measured on the shipped model at L <= 8192). See run_batch.
+        # On a multi-threaded CPU session ONNX Runtime's convolutions take another path for a
+        # lone row than for a row of a larger batch (another summation order): the last bits
+        # of a spectrum would depend on its batch (shipped float32 model, L <= 8192). run_batch.
         self._lone_row_differs = backend == "ort" and (session_threads or default_threads()) > 1
 
     @classmethod

@@ -119,11 +119,15 @@ def factor_argument(text: str) -> float:
 
     try:
         return checked_factor(text)
-    except InputError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a factor (a number > 0). The flag takes an optional number: give "
-            "one (--residual-lb 0.5), or put the flag after the input paths"
-        ) from None
+    except InputError as err:
+        try:
+            float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a factor (a number > 0). The flag takes an optional number: "
+                "give one (--residual-lb 0.5), or put the flag after the input paths"
+            ) from None
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def restore_residual(

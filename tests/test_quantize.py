@@ -145,3 +145,29 @@ def test_export_writes_the_int8_copy_beside_the_onnx(exported, tmp_path):
     assert summary.int8 == tmp_path / "out" / "model.int8.onnx"
     assert read_onnx_info(summary.int8).extra["int8_convolutions"] == summary.quantization.quantized
     assert "onnx-int8:" in "\n".join(summary.lines())
+
+
+def test_export_cli_writes_what_the_torch_model_computes(exported, tmp_path, capsys):
+    from nmrladder.train.checkpoint import save_weights
+    from nmrladder.train.config import dumps
+
+    model, _ = exported
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text(dumps({"model": CONFIG.to_dict()}))
+    save_weights(model, run / "model.safetensors", step=1)
+    out = tmp_path / "out"
+    argv = ["export", str(run), "--out", str(out), "--formats", "onnx,pt2", "--name", "net",
+            "--min-length", "512", "--max-length", "4096"]
+    assert main(argv) == 0
+    assert "parity" in capsys.readouterr().out.lower()
+    info = read_onnx_info(out / "net.onnx")
+    assert (info.min_length, info.max_length) == (512, 4096)
+    assert ModelConfig.from_dict(info.model_config) == CONFIG
+    assert (out / "net.pt2").is_file()
+    z = realistic_inputs(3, 1024, info.length_multiple, seed=4)
+    expected = torch_runner(model)(z)
+    got = Denoiser(out / "net.onnx", threads=1).session.run(z)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert main(["export", str(tmp_path / "no-run"), "--out", str(out)]) == 2
+    assert "no-run" in capsys.readouterr().err

@@ -311,3 +311,28 @@ def test_a_bad_model_fails_before_any_work(tmp_path):
     with pytest.raises(ModelError, match="corrupt.onnx"):
         denoise_with_ray(corrupt, [tmp_path / "x.npy"], tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_the_cli_runs_on_ray_and_writes_what_the_local_cli_writes(
+    tiny_model_dir, local_ray, tmp_path, capsys
+):
+    from nmrladder.cli import main
+
+    _write_inputs(tmp_path / "in", 5, 2048, seed=21)
+    model = str(tiny_model_dir / "model.onnx")
+    common = [str(tmp_path / "in"), "--model", model, "--no-progress", "--batch-size", "2"]
+    assert main(["denoise", *common, "--out", str(tmp_path / "local"), "--residual-lb"]) == 0
+    ray_args = ["--engine", "ray", "--workers", "2", "--residual-lb", "0.5"]
+    assert main(["denoise", *common, "--out", str(tmp_path / "ray"), *ray_args]) == 0
+    expected, got = _outputs(tmp_path / "local"), _outputs(tmp_path / "ray")
+    assert len(expected) == 5 and got == expected
+    assert [e["residual_lb"] for e in _recorded(tmp_path / "ray")] == [0.5] * 5
+    capsys.readouterr()
+    # options of one engine given to the other are refused by name, before any work
+    assert main(["denoise", *common, "--out", str(tmp_path / "x"), "--workers", "2"]) == 2
+    assert "--engine ray" in capsys.readouterr().err
+    assert main(["denoise", *common, "--out", str(tmp_path / "x"), "--series",
+                 "--engine", "ray"]) == 2
+    assert "--series" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -214,6 +214,39 @@ def test_series_mode(tiny_model_dir, spectra, tmp_path):
     assert failed.results[0].status == "failed" and "bad_ladder" in failed.results[0].message
 
 
+def test_series_from_arrays_bad_series_named_and_resume(tiny_model_dir, spectra, tmp_path):
+    den = Denoiser(tiny_model_dir)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.save(inputs / "a.npy", spectra.x[1, :3])  # a ladder [R, L] in one array
+    np.savez(inputs / "b.npz", intensities=spectra.x[2, :3])
+    bad = {
+        "flat.npy": "2D array",  # one spectrum, not a ladder
+        "other.npz": "'intensities'",
+        "one_rung": "at least 2 rung files",
+        "notes.txt": "a series is a folder",
+    }
+    np.save(inputs / "flat.npy", spectra.x[3, 0])
+    np.savez(inputs / "other.npz", data=spectra.x[3, :3])
+    (inputs / "one_rung").mkdir()
+    np.save(inputs / "one_rung" / "r0.npy", spectra.x[3, 0])
+    (inputs / "notes.txt").write_text("not a spectrum")
+    paths = [inputs / n for n in ("a.npy", "b.npz", *bad)]
+    out = tmp_path / "out"
+    summary = run_series(den, paths, out, progress=False)
+    status = {Path(r.input).name: r for r in summary.results}
+    for name, row in (("a.npy", 1), ("b.npz", 2)):
+        assert status[name].status == "ok", status[name].message
+        fused = np.load(out / f"{Path(name).stem}_fused.npz")["intensities"]
+        np.testing.assert_array_equal(fused, den.denoise_series(spectra.x[row, :3]).fused)
+    for name, problem in bad.items():
+        assert status[name].status == "failed" and name in status[name].message
+        assert problem in status[name].message, status[name].message
+    # a resume skips the finished ladders and retries the failed ones
+    again = run_series(den, paths, out, resume=True, progress=False)
+    assert [r.status for r in again.results] == ["skipped"] * 2 + ["failed"] * 4
+
+
 def test_discovery_skips_outputs_and_keeps_bruker_experiments_whole(spectra, tmp_path):
     np.save(tmp_path / "a.npy", spectra.x[0, 0])
     (tmp_path / "manifest.jsonl").write_text("")

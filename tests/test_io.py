@@ -491,6 +491,57 @@ def _bad_csv_inf(tmp_path):
     return path, path, "NaN/Inf"
 
 
+def _bad_npy_no_points(tmp_path):
+    path = tmp_path / "none.npy"
+    np.save(path, np.zeros(0, dtype=np.float32))
+    return path, path, "empty"
+
+
+def _bad_npz_which_array(tmp_path):
+    path = tmp_path / "two.npz"
+    np.savez(path, a=np.zeros(8), b=np.zeros(8))
+    return path, path, "'intensities'"
+
+
+def _bad_npz_ppm_length(tmp_path):
+    path = tmp_path / "axis.npz"
+    np.savez(path, intensities=np.zeros(8), ppm=np.linspace(10, 0, 7))
+    return path, path, "ppm axis has 7 points, intensities 8"
+
+
+def _bad_npz_ppm_nan(tmp_path):
+    path = tmp_path / "axis_nan.npz"
+    np.savez(path, intensities=np.zeros(4), ppm=np.array([3.0, np.nan, 1.0, 0.0]))
+    return path, path, "ppm axis has NaN/Inf"
+
+
+def _bad_npz_meta(tmp_path):
+    path = tmp_path / "meta.npz"
+    np.savez(path, intensities=np.zeros(4), meta=np.array("{not json"))
+    return path, path, "not valid JSON"
+
+
+def _bad_csv_columns(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("1.0,2.0,3.0\n0.5,1.0,2.0\n")
+    return path, path, "two columns"
+
+
+def _bad_csv_ppm_nan(tmp_path):
+    path = tmp_path / "axis.csv"
+    path.write_text("nan,2.0\n0.5,1.0\n")
+    return path, path, "ppm column has NaN/Inf"
+
+
+def _bad_hdf5_which_dataset(tmp_path):
+    import h5py
+
+    path = tmp_path / "two.h5"
+    with h5py.File(path, "w") as handle:
+        handle["a"], handle["b"] = np.zeros(8), np.zeros(8)
+    return path, path, "'intensities' dataset"
+
+
 BAD_INPUTS = [
     _bad_missing, _bad_unknown, _bad_plain_folder,
     _bad_empty(".npy"), _bad_empty(".npz"), _bad_empty(".csv"), _bad_empty(".h5"),
@@ -500,6 +551,8 @@ BAD_INPUTS = [
     _bad_pipe_truncated, _bad_pipe_garbage, _bad_pipe_2d, _bad_pipe_time_domain, _bad_pipe_nan,
     _bad_jcamp_truncated, _bad_jcamp_short, _bad_jcamp_no_data,
     _bad_hdf5_corrupt, _bad_hdf5_2d, _bad_hdf5_nan, _bad_npy_2d, _bad_npz_nan, _bad_csv_inf,
+    _bad_npy_no_points, _bad_npz_which_array, _bad_npz_ppm_length, _bad_npz_ppm_nan,
+    _bad_npz_meta, _bad_csv_columns, _bad_csv_ppm_nan, _bad_hdf5_which_dataset,
 ]  # fmt: skip
 
 

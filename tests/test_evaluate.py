@@ -168,6 +168,18 @@ def test_bad_inputs_name_the_problem(ladders, tmp_path):
         evaluate.evaluate_denoisers({"short": Short()}, ladders, baselines=False)
 
 
+def test_a_ladder_the_preprocessing_refuses_is_skipped_with_a_note(ladders):
+    import copy
+
+    broken = copy.deepcopy(ladders)
+    broken.x[2] = 1.0  # constant rungs: no noise to measure
+    report = evaluate.evaluate_denoisers({"identity": Identity()}, broken, baselines=False)
+    assert report.notes == [
+        "test[2] skipped: test[2]: rung 0 is constant (value 1); no noise or signal to use"
+    ]
+    assert f"{len(ladders) - 1} spectra" in report.table()  # the other ladders are evaluated
+
+
 # --------------------------------------------------------------------------- torch model
 
 

@@ -521,16 +521,16 @@ def _bad_npz_meta(tmp_path):
     return path, path, "not valid JSON"
 
 
-def _bad_csv_columns(tmp_path):
-    path = tmp_path / "three.csv"
-    path.write_text("1.0,2.0,3.0\n0.5,1.0,2.0\n")
-    return path, path, "two columns"
+def _bad_text(name: str, text: str, problem: str):
+    """A maker of a text file ``name`` holding ``text``, refused for ``problem``."""
 
+    def make(tmp_path):
+        path = tmp_path / name
+        path.write_text(text)
+        return path, path, problem
 
-def _bad_csv_ppm_nan(tmp_path):
-    path = tmp_path / "axis.csv"
-    path.write_text("nan,2.0\n0.5,1.0\n")
-    return path, path, "ppm column has NaN/Inf"
+    make.__name__ = f"_bad_{name.replace('.', '_')}"
+    return make
 
 
 def _bad_hdf5_which_dataset(tmp_path):
@@ -552,7 +552,9 @@ BAD_INPUTS = [
     _bad_jcamp_truncated, _bad_jcamp_short, _bad_jcamp_no_data,
     _bad_hdf5_corrupt, _bad_hdf5_2d, _bad_hdf5_nan, _bad_npy_2d, _bad_npz_nan, _bad_csv_inf,
     _bad_npy_no_points, _bad_npz_which_array, _bad_npz_ppm_length, _bad_npz_ppm_nan,
-    _bad_npz_meta, _bad_csv_columns, _bad_csv_ppm_nan, _bad_hdf5_which_dataset,
+    _bad_npz_meta, _bad_hdf5_which_dataset,
+    _bad_text("three.csv", "1.0,2.0,3.0\n0.5,1.0,2.0\n", "two columns"),
+    _bad_text("axis.csv", "nan,2.0\n0.5,1.0\n", "ppm column has NaN/Inf"),
 ]  # fmt: skip
 
 

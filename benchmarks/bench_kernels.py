@@ -204,6 +204,16 @@ def test_restore_residual(benchmark, denoised_pair):
 
 
 @pytest.mark.benchmark(group="residual line broadening, L=16384")
+def test_amplitude_refit_alone(benchmark, denoised_pair):
+    from nmrladder.runtime.residual import refit_amplitudes
+
+    x, y, (center, sigma) = denoised_pair
+    rows = x[None].astype(np.float64), y[None].astype(np.float64)
+    out = benchmark(refit_amplitudes, *rows, np.array([center]), np.array([sigma]))
+    assert out.shape == (1, x.size)
+
+
+@pytest.mark.benchmark(group="residual line broadening, L=16384")
 def test_line_broadening_alone(benchmark, denoised_pair):
     from nmrladder.runtime.residual import lorentzian_broaden
 

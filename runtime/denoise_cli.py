@@ -96,9 +96,11 @@ def add_arguments(parser) -> None:
         const=DEFAULT_FACTOR,
         default=None,
         metavar="FACTOR",
-        help="give back, line-broadened, what the network removed (LB = FACTOR x the output's "
-        f"linewidth; {DEFAULT_FACTOR:g} without FACTOR): weak lines, full heights and integrals "
-        "at the price of a noisier baseline (docs/training.md, 'Residual line broadening')",
+        help="the residual step: re-fit the amplitudes of the lines the network kept, then give "
+        "back, line-broadened, what it removed (LB = FACTOR x the output's linewidth; "
+        f"{DEFAULT_FACTOR:g} without FACTOR): weak lines, full heights and integrals, more lines "
+        "found, at the price of a noisier baseline (docs/training.md, 'Residual line "
+        "broadening')",
     )
     parser.add_argument("--plot", action="store_true", help="write PNG overlays to OUT/plots")
     parser.add_argument(

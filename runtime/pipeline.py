@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from nmrladder.runtime.errors import InputError, NmrLadderError
-from nmrladder.runtime.residual import restore_residual
+from nmrladder.runtime.residual import RESIDUAL_STEP, restore_residual
 from nmrladder.runtime.scaling import from_model_output, to_model_input
 
 MANIFEST = "manifest.jsonl"
@@ -53,6 +53,7 @@ class FileResult:
     message: str = ""
     seconds: float = 0.0
     residual_lb: float = 0.0  # the residual line broadening factor the output got (0: none)
+    residual_step: str = ""  # the residual step's version that made it (residual.RESIDUAL_STEP)
     model: str = ""  # the artefact that made the output (Denoiser.fingerprint)
 
 
@@ -106,14 +107,15 @@ class Manifest:
 
     def finished(self, residual_lb: float | None = None, model: str = "") -> dict[str, dict]:
         """input path -> entry for entries whose output exists and was made the way this run
-        makes it: the same residual line broadening (``residual_lb``) and, when ``model`` is
-        given, the same artefact (a torn last line is ignored). An output made another way is
-        not finished: a resume redoes it, so one folder never mixes the two. Entries written
-        before the manifest recorded the model count as this model's."""
+        makes it: the same residual step (``residual_lb``, and the step's version) and, when
+        ``model`` is given, the same artefact (a torn last line is ignored). An output made
+        another way is not finished: a resume redoes it, so one folder never mixes the two.
+        Entries written before the manifest recorded the model count as this model's."""
         done = {}
         if not self.path.exists():
             return done
         wanted = residual_lb or 0.0
+        wanted_step = _residual_step(residual_lb)
         for line in self.path.read_text().splitlines():
             try:
                 entry = json.loads(line)
@@ -122,6 +124,7 @@ class Manifest:
             if (
                 entry.get("status") == "ok"
                 and entry.get("residual_lb", 0.0) == wanted
+                and entry.get("residual_step", "") == wanted_step
                 and (not model or entry.get("model", model) == model)
                 and Path(entry.get("output", "")).exists()
             ):
@@ -268,6 +271,7 @@ def write_denoised(
             snr_after,
             _warning(item.snr_before, snr_after),
             residual_lb=residual_lb or 0.0,
+            residual_step=_residual_step(residual_lb),
             model=model,
         )
         if plot:
@@ -331,6 +335,7 @@ def plan_resume(
                 entry.get("snr_after", float("nan")),
                 "already done",
                 residual_lb=entry.get("residual_lb", 0.0),
+                residual_step=entry.get("residual_step", ""),
                 model=entry.get("model", ""),
             )
         )
@@ -594,6 +599,11 @@ def _named(err: Exception, path: Path) -> str:
     return str(err) if str(path) in str(err) else f"{path}: {err}"
 
 
+def _residual_step(residual_lb: float | None) -> str:
+    """What a manifest entry records of the residual step: its version when it ran."""
+    return RESIDUAL_STEP if residual_lb else ""
+
+
 def _warning(before: float, after: float) -> str:
     if before < 3.0:
         return "input SNR < 3: peaks may be indistinguishable from noise"
@@ -778,6 +788,7 @@ def run_series(
                 snr_after,
                 f"T_hat {series.t_hat:.2f}",
                 residual_lb=residual_lb or 0.0,
+                residual_step=_residual_step(residual_lb),
                 model=model,
             )
             if plot:

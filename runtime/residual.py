@@ -1,19 +1,27 @@
-"""Residual line broadening: give back, line-broadened, what the network took out.
+"""The residual step: give back what the network took out.
 
-The network sets lines it is unsure of (a few noise sigmas, narrow ones most) to zero, and
-errs there by the whole line; line broadening keeps them, lower and wider. Applied to the
-network's residual only,
+The network shrinks lines it is unsure of (a few noise sigmas, narrow ones most) and sets the
+weakest to zero, and errs there by the whole line, where line broadening keeps them, lower
+and wider. The step has two parts:
 
-    y' = y + LB(x - y),    LB = ``factor`` x the linewidth of the network's output y,
+1. **Amplitude re-fit** (:func:`refit_amplitudes`): each line region of the network's
+   output y is scaled by the least-squares gain of y against the noisy input x (kept within
+   1-2). This undoes the shrinkage of the lines the network kept, as refitting after
+   selection does for the lasso: the network chose the lines and their shapes; the data give
+   their amplitudes.
+2. **Residual line broadening**: what is still missing comes back broadened,
 
-the output keeps the network's lines and gets back a broadened copy of whatever it removed:
-the weak lines and the part of each line it shrank, with the noise line broadening leaves
-(Tukey's "twicing", with exponential line broadening as the smoother). Inside the truth's
-peak regions this beats both the network and matched line broadening (docs/training.md,
-"Residual line broadening"); the price is the broadened noise back on the baseline, so the
-whole-spectrum error-based gain and METHOD 7.1's SNR_out fall. The output's linewidth is read
-off y, where the noise no longer hides it; ``factor`` 0.5 was chosen on the validation
-ladders (peak-region gain, the figure that tunes the baselines).
+       y' = y + LB(x - y),    LB = ``factor`` x the linewidth of the network's output y,
+
+   the weak lines the network removed, with the noise line broadening leaves (Tukey's
+   "twicing", with exponential line broadening as the smoother).
+
+Inside the truth's peak regions this beats both the network and matched line broadening,
+keeps the line heights and raises peak F1 (docs/training.md, "Residual line broadening"); the price
+is broadened noise back on the baseline, so the whole-spectrum error-based gain and METHOD
+7.1's SNR_out fall. The output's linewidth is read off y, where the noise no longer hides it.
+``factor`` 0.5 and the re-fit's regions were chosen on validation ladders (peak-region gain,
+the figure that tunes the baselines, with peak F1 >= 0.9).
 
 Also home of the two pieces it shares with the classical baselines (train/baselines.py):
 the exponential line broadening of a real spectrum and the linewidth of its tallest peaks.
@@ -32,6 +40,16 @@ DEFAULT_FACTOR = 0.5
 FALLBACK_POINTS = 2.0
 #: The output's lines whose width counts: prominence at least this fraction of the height.
 FREE_LINE = 0.5
+#: The re-fit's line regions: where the output stands this many input noise sigmas above the
+#: input's baseline level, dilated by REGION_RADIUS points (chosen on validation ladders).
+REGION_LEVEL = 0.05
+REGION_RADIUS = 16
+#: The re-fit's gains are kept within [1, MAX_GAIN]: the network shrinks lines it is unsure
+#: of, so a gain below 1 is the noise's, not the line's.
+MAX_GAIN = 2.0
+#: Recorded with every output the step made (the batch job's manifest): a resume redoes
+#: outputs an earlier version of the step made, so one folder never mixes the two.
+RESIDUAL_STEP = "refit+lb"
 
 
 def lorentzian_broaden(x: np.ndarray, lb_points) -> np.ndarray:
@@ -130,17 +148,51 @@ def factor_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def refit_amplitudes(
+    x: np.ndarray, y: np.ndarray, centers: np.ndarray, sigmas: np.ndarray
+) -> np.ndarray:
+    """The network outputs y [N, L] with each line region scaled by its least-squares gain
+    against the spectra x [N, L] (same units; ``centers``/``sigmas`` [N]: x's baseline level
+    and noise sigma). A region is a run of the points where y stands REGION_LEVEL sigmas
+    above the baseline level, dilated by REGION_RADIUS points; its gain
+    ``sum(xc * yc) / sum(yc ** 2)`` (xc, yc: x and y less the baseline level) is clipped to
+    [1, MAX_GAIN]. Outside the regions y is unchanged. Returns float64 [N, L]."""
+    from nmrladder.runtime.preprocess import dilate
+
+    levels = np.reshape(centers, (-1, 1))
+    xc, yc = x - levels, y - levels
+    supports = dilate(yc > REGION_LEVEL * np.reshape(sigmas, (-1, 1)), REGION_RADIUS)
+    out = yc.copy()
+    for row, support in enumerate(supports):
+        # Boundaries 0, start_0, stop_0, start_1, ..., L: the segments between them alternate
+        # gap, region, gap, ... (a gap may be empty), so the regions are the odd segments.
+        flags = support.view(np.int8)
+        changes = np.flatnonzero(flags[1:] != flags[:-1]) + 1
+        head = [0, 0] if flags[0] else [0]
+        bounds = np.concatenate((head, changes, [len(flags)])).astype(np.intp)
+        if bounds.size < 3:
+            continue  # no region
+        # Zero-padded so that a region ending at L has a valid reduceat index.
+        fit = np.add.reduceat(np.append(xc[row] * yc[row], 0.0), bounds[:-1])[1::2]
+        energy = np.add.reduceat(np.append(yc[row] * yc[row], 0.0), bounds[:-1])[1::2]
+        gains = np.ones(bounds.size - 1)
+        gains[1::2] = np.clip(fit / np.maximum(energy, np.finfo(float).tiny), 1.0, MAX_GAIN)
+        out[row] *= np.repeat(gains, np.diff(bounds))
+    return out + levels
+
+
 def restore_residual(
     x: np.ndarray,
     y: np.ndarray,
     factor: float = DEFAULT_FACTOR,
     input_scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``y + LB(x - y)`` for spectra x and network outputs y ([N, L] or [L], same units),
-    LB = ``factor`` x :func:`linewidth` of each row of y: its lines that stand free and 4
-    noise sigmas of x above x's baseline level (FALLBACK_POINTS where it has none).
-    ``input_scale``: (centers [N], sigmas [N]) of x when the caller has them (the input
-    scaling's), else measured here. Returns float32 in y's shape."""
+    """The residual step for spectra x and network outputs y ([N, L] or [L], same units):
+    :func:`refit_amplitudes`, then ``y + LB(x - y)`` with LB = ``factor`` x :func:`linewidth`
+    of each re-fitted row of y: its lines that stand free and 4 noise sigmas of x above x's
+    baseline level (FALLBACK_POINTS where it has none). ``input_scale``: (centers [N],
+    sigmas [N]) of x when the caller has them (the input scaling's), else measured here.
+    Returns float32 in y's shape."""
     from nmrladder.runtime.preprocess import robust_scale_batch
 
     factor = checked_factor(factor)
@@ -153,6 +205,7 @@ def restore_residual(
     if input_scale is None:
         input_scale = robust_scale_batch(x_rows)
     centers, sigmas = (np.ravel(values) for values in input_scale)
+    y_rows = refit_amplitudes(x_rows, y_rows, centers, sigmas)
     widths = np.array([
         linewidth(out, min_prominence=FREE_LINE, scale=(center, sigma))
         for out, center, sigma in zip(y_rows, centers, sigmas, strict=True)

@@ -2,7 +2,7 @@
 """Score an exported model on the held-out sets of scripts/simulate_sets.sh and on spectra
 unlike its training distribution; print the tables and save them as JSON (and markdown).
 
-    scripts/evaluate_model.py runtime/models/default.onnx --data /tmp/d \\
+    scripts/evaluate_model.py runtime/models/default.onnx --data /tmp/d --residual-lb \\
         --json runtime/models/default.json --markdown /tmp/default_eval.md
     scripts/evaluate_model.py runs/cpu --data /tmp/d --skip-ood --residual-lb   # + that row
 
@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-ood", action="store_true")
     parser.add_argument("--residual-lb", type=factor_argument, nargs="?", const=DEFAULT_FACTOR,
                         default=None, metavar="FACTOR",
-                        help="add the model followed by residual line broadening "
-                             f"({DEFAULT_FACTOR:g})")
+                        help="add the model followed by the residual step (amplitude re-fit and "
+                             f"residual line broadening, {DEFAULT_FACTOR:g})")
     args = parser.parse_args(argv)
 
     denoiser = load_denoiser(args.model, batch_size=8)

@@ -1,6 +1,7 @@
-"""Residual line broadening (runtime/residual.py): y + LB(x - y), in the API, the batch job
-and the CLI. Oracles: the exponential multiplication of a line's FID (what line broadening
-is), the simulator's truth, and the plain denoiser followed by the step."""
+"""The residual step (runtime/residual.py): the amplitude re-fit, then y + LB(x - y), in the
+API, the batch job and the CLI. Oracles: the least-squares gain of a line against its scaled
+copy (analytic), the exponential multiplication of a line's FID (what line broadening is),
+the simulator's truth, and the plain denoiser followed by the step."""
 
 import json
 
@@ -12,8 +13,11 @@ from nmrladder.runtime import Denoiser, InputError
 from nmrladder.runtime.pipeline import DenoiseJob
 from nmrladder.runtime.residual import (
     FALLBACK_POINTS,
+    MAX_GAIN,
+    RESIDUAL_STEP,
     ResidualBroadening,
     lorentzian_broaden,
+    refit_amplitudes,
     restore_residual,
 )
 from nmrladder.train.evaluate import prepare_items
@@ -51,6 +55,42 @@ def test_what_the_network_removed_comes_back_broadened():
     assert got.sum() == pytest.approx(x.sum(), rel=1e-4)  # nothing added, nothing lost
     # an output that kept everything is left alone
     np.testing.assert_allclose(restore_residual(x, x), x, rtol=0, atol=1e-5 * x.max())
+
+
+def test_refit_scales_each_line_region_by_its_least_squares_gain():
+    n = np.arange(4096.0)
+    # Lines of compact support (cos^2 bumps 20 points wide), so that each one lies inside its
+    # region whole and the analytic gain holds to rounding.
+    lines = [
+        np.where(np.abs(n - centre) < 10, 10.0 * np.cos(np.pi * (n - centre) / 20) ** 2, 0.0)
+        for centre in (3.0, 800.0, 2000.0, 3200.0, 4093.0)
+    ]
+    level, sigma = 2.0, 0.5
+    x = level + sum(lines)
+    # The network shrank the second line to 0.6 and the third to 0.4 of its height (a gain
+    # of 2.5, above MAX_GAIN), and overshot the fourth (1.2: a gain below 1 is kept at 1);
+    # the first and last lines run into the spectrum's ends.
+    shrink = (0.5, 0.6, 0.4, 1.2, 0.8)
+    y = level + sum(k * line for k, line in zip(shrink, lines, strict=True))
+    got = refit_amplitudes(x[None], y[None], np.array([level]), np.array([sigma]))[0]
+    expected = level + sum(
+        min(max(1.0 / k, 1.0), MAX_GAIN) * k * line for k, line in zip(shrink, lines, strict=True)
+    )
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    # Away from every line, where the output stays at the baseline level, nothing changes.
+    far = np.abs(n - 1400.0) < 100
+    np.testing.assert_array_equal(got[far], y[far])
+
+
+def test_refit_leaves_an_output_without_lines_alone():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 2048))
+    y = 1e-3 * rng.normal(size=(2, 2048))  # under 0.05 input sigmas everywhere: no region
+    np.testing.assert_array_equal(refit_amplitudes(x, y, np.zeros(2), np.ones(2)), y)
+    # One region over the whole spectrum: one gain for all of it.
+    line = 1.5 + np.cos(np.linspace(0, 2 * np.pi, 2048))
+    got = refit_amplitudes(line[None], 0.8 * line[None], np.zeros(1), np.ones(1))
+    np.testing.assert_allclose(got[0], line, rtol=1e-12)
 
 
 def test_an_output_without_lines_broadens_by_the_fallback():
@@ -159,3 +199,22 @@ def test_resume_redoes_outputs_made_with_another_setting(tiny_model_dir, tmp_pat
     for i in range(3):
         got = np.load(out / f"s{i}_denoised.npy")
         np.testing.assert_allclose(got, expected[i], rtol=0, atol=1e-5 * np.abs(expected[i]).max())
+
+
+def test_resume_redoes_outputs_an_earlier_version_of_the_step_made(tiny_model_dir, tmp_path):
+    spectra, paths = _npy_inputs(tmp_path / "in", seed=8)
+    restoring = Denoiser(tiny_model_dir / "model.onnx", residual_lb=0.5)
+    out = tmp_path / "out"
+    first = DenoiseJob(restoring, out, progress=False).run(paths)
+    assert [r.residual_step for r in first.results] == [RESIDUAL_STEP] * 3
+    # The manifest as the step before the re-fit wrote it: the same factor, no version.
+    manifest = out / "manifest.jsonl"
+    entries = [json.loads(line) for line in manifest.open()]
+    (older,) = [entry for entry in entries if entry["input"] == str(paths[0])]
+    del older["residual_step"]
+    manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    again = DenoiseJob(restoring, out, resume=True, progress=False).run(paths)
+    redone = {r.input: (r.status, r.residual_step) for r in again.results}
+    assert redone == {
+        str(path): ("ok" if path == paths[0] else "skipped", RESIDUAL_STEP) for path in paths
+    }

@@ -68,9 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model's row in the tables (default: the RUN's name)")
     parser.add_argument("--residual-lb", type=factor_argument, nargs="?", const=DEFAULT_FACTOR,
                         default=None, metavar="FACTOR",
-                        help="add a row for the model followed by residual line broadening "
-                             f"(LB = FACTOR x the output's linewidth, {DEFAULT_FACTOR:g} "
-                             "without FACTOR; nmrladder denoise --residual-lb)")
+                        help="add a row for the model followed by the residual step (amplitude "
+                             "re-fit, then residual line broadening by FACTOR x the output's "
+                             f"linewidth, {DEFAULT_FACTOR:g} without FACTOR; nmrladder denoise "
+                             "--residual-lb)")
 
 
 def _default_out(run: Path) -> Path:

@@ -96,8 +96,8 @@ def add_arguments(parser) -> None:
         const=DEFAULT_FACTOR,
         default=None,
         metavar="FACTOR",
-        help="the residual step: re-fit the amplitudes of the lines the network kept, then give "
-        "back, line-broadened, what it removed (LB = FACTOR x the output's linewidth; "
+        help="the residual step: re-fit the amplitudes of what the network kept to the input, "
+        "then give back, line-broadened, what it removed (LB = FACTOR x the output's linewidth; "
         f"{DEFAULT_FACTOR:g} without FACTOR): weak lines, full heights and integrals, more lines "
         "found, at the price of a noisier baseline (docs/training.md, 'Residual line "
         "broadening')",

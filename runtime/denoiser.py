@@ -73,7 +73,7 @@ class Denoiser:
     these small convolutions, single-threaded calls side by side outrun one call on every core
     (benchmarks/README.md), which suits batch jobs; one stream keeps single calls fastest.
     ``residual_lb`` (a factor, e.g. 0.5; None: off) runs the residual step after the network
-    (runtime/residual.py): the amplitudes of the lines it kept are re-fitted to the input, and
+    (runtime/residual.py): the amplitudes of what it kept are re-fitted to the input, and
     what it removed comes back line-broadened: more lines found, full heights and integrals, a
     noisier baseline.
     """

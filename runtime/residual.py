@@ -4,11 +4,12 @@ The network shrinks lines it is unsure of (a few noise sigmas, narrow ones most)
 weakest to zero, and errs there by the whole line, where line broadening keeps them, lower
 and wider. The step has two parts:
 
-1. **Amplitude re-fit** (:func:`refit_amplitudes`): each line region of the network's
-   output y is scaled by the least-squares gain of y against the noisy input x (kept within
-   1-2). This undoes the shrinkage of the lines the network kept, as refitting after
-   selection does for the lasso: the network chose the lines and their shapes; the data give
-   their amplitudes.
+1. **Amplitude re-fit** (:func:`refit_amplitudes`): each run of the network's output y
+   that stands above a low level (its lines, and at that level most of the faint ripple it
+   leaves on the baseline) is scaled by the least-squares gain of y against the noisy input
+   x, kept within 1-2. The network shrinks whatever it is unsure of, weak lines most; the
+   re-fit undoes that shrinkage, as refitting after selection does for the lasso: the
+   network chose the shapes, the data give their amplitudes.
 2. **Residual line broadening**: what is still missing comes back broadened,
 
        y' = y + LB(x - y),    LB = ``factor`` x the linewidth of the network's output y,
@@ -40,8 +41,10 @@ DEFAULT_FACTOR = 0.5
 FALLBACK_POINTS = 2.0
 #: The output's lines whose width counts: prominence at least this fraction of the height.
 FREE_LINE = 0.5
-#: The re-fit's line regions: where the output stands this many input noise sigmas above the
-#: input's baseline level, dilated by REGION_RADIUS points (chosen on validation ladders).
+#: The re-fit's regions: where the output stands this many input noise sigmas above the
+#: input's baseline level, dilated by REGION_RADIUS points (chosen on validation ladders; at
+#: this level they take in most of the output's baseline ripple too, which the higher levels
+#: tried, 0.25-1 sigma, leave out, at a lower F1: docs/training.md).
 REGION_LEVEL = 0.05
 REGION_RADIUS = 16
 #: The re-fit's gains are kept within [1, MAX_GAIN]: the network shrinks lines it is unsure
@@ -151,7 +154,7 @@ def factor_argument(text: str) -> float:
 def refit_amplitudes(
     x: np.ndarray, y: np.ndarray, centers: np.ndarray, sigmas: np.ndarray
 ) -> np.ndarray:
-    """The network outputs y [N, L] with each line region scaled by its least-squares gain
+    """The network outputs y [N, L] with each region scaled by its least-squares gain
     against the spectra x [N, L] (same units; ``centers``/``sigmas`` [N]: x's baseline level
     and noise sigma). A region is a run of the points where y stands REGION_LEVEL sigmas
     above the baseline level, dilated by REGION_RADIUS points; its gain

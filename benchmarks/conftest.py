@@ -330,13 +330,16 @@ def torch_model_from_onnx(path: Path):
 
     The dynamo exporter keeps each parameter under its state_dict name, except GroupNorm's
     affine pair, which it folds into the constant operands of the Mul / Add that follow
-    InstanceNormalization; the exporter's name scopes say which module those nodes came from.
+    InstanceNormalization (the exporter's name scopes say which module those nodes came
+    from), and the decoder's transposed convolutions, which nmrladder exports as phase
+    convolutions (``<up>.conv.weight``; export/upsampling.py) and which are mapped back here.
     """
     import onnx
     import torch
     from onnx import numpy_helper
 
     from nmrladder.export.onnx_export import read_onnx_info
+    from nmrladder.export.upsampling import transposed_parameters
     from nmrladder.train.model import ModelConfig, build_model
 
     config = ModelConfig.from_dict(read_onnx_info(path).model_config)
@@ -345,6 +348,13 @@ def torch_model_from_onnx(path: Path):
     arrays = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     expected = model.state_dict()
     state = {name: arrays[name] for name in expected if name in arrays}
+    for name in expected:
+        module = name.rsplit(".", 1)[0]
+        if name.endswith(".weight") and name not in state and f"{module}.conv.weight" in arrays:
+            weight, bias = transposed_parameters(
+                arrays[f"{module}.conv.weight"], arrays[f"{module}.conv.bias"]
+            )
+            state[name], state[f"{module}.bias"] = weight, bias
     for node in graph.node:
         scope = _name_scope(node)
         if node.op_type not in ("Mul", "Add") or len(scope) < 2:

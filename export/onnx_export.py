@@ -4,7 +4,9 @@ The length is declared ``length_multiple * Dim("blocks")`` so the graph accepts 
 multiple of 2**depth; the example batch is 2 so the batch dimension is not specialised to 1.
 After export the file must pass ``onnx.checker`` (full check), keep both input dims symbolic,
 carry the nmrladder metadata, and match the torch model in ONNX Runtime (parity report
-saved beside it) before it replaces anything at the destination.
+saved beside it) before it replaces anything at the destination. The decoder's transposed
+convolutions go out as the equivalent phase convolutions (export/upsampling.py), which ONNX
+Runtime can run in int8; the parity check compares against the model as trained.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def artefact_info(
 def _export_graph(model, path: Path, opset: int, max_length: int) -> None:
     import torch
 
+    from nmrladder.export.upsampling import with_phase_upsampling
+
     multiple = model.config.length_multiple
     batch = torch.export.Dim("batch", min=1, max=4096)
     blocks = torch.export.Dim("blocks", min=1, max=max_length // multiple)
@@ -105,7 +109,7 @@ def _export_graph(model, path: Path, opset: int, max_length: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # exporter-internal deprecations
         torch.onnx.export(
-            model.eval(),
+            with_phase_upsampling(model).eval(),
             (example,),
             str(path),
             dynamo=True,

@@ -11,6 +11,12 @@ import torch
 from nmrladder.export.mixed_precision import to_mixed_precision
 from nmrladder.export.onnx_export import export_onnx, read_onnx_info
 from nmrladder.export.parity import compare_runners, onnxruntime_runner, torch_runner
+from nmrladder.export.upsampling import (
+    PhaseUpsample,
+    is_phase_equivalent,
+    transposed_parameters,
+    with_phase_upsampling,
+)
 from nmrladder.runtime import Denoiser, ModelError
 from nmrladder.runtime.artefact import PREFIX, ArtefactInfo
 from nmrladder.runtime.scaling import from_model_output, to_model_input
@@ -72,6 +78,39 @@ def test_parity_report_and_dims(exported_depth4):
         dims = value.type.tensor_type.shape.dim
         assert all(d.dim_param and not d.HasField("dim_value") for d in dims)
     onnx.checker.check_model(onnx.load(str(result.path)), full_check=True)
+
+
+@pytest.mark.parametrize(("c_in", "c_out", "length"), [(16, 8, 37), (8, 16, 1), (3, 5, 64)])
+def test_phase_upsampling_computes_what_the_transposed_convolution_does(c_in, c_out, length):
+    torch.manual_seed(c_in + length)
+    transposed = torch.nn.ConvTranspose1d(c_in, c_out, 4, stride=2, padding=1)
+    x = torch.randn(3, c_in, length)
+    with torch.no_grad():
+        expected, got = transposed(x), PhaseUpsample(transposed)(x)
+    assert got.shape == expected.shape == (3, c_out, 2 * length)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    # and the way back, from an exported file's phase weights to the trained module's
+    taps = PhaseUpsample(transposed).conv.weight.detach()
+    bias = PhaseUpsample(transposed).conv.bias.detach()
+    for phase_weight, phase_bias in ((taps, bias), (taps.numpy(), bias.numpy())):
+        weight, back = transposed_parameters(phase_weight, phase_bias)
+        np.testing.assert_array_equal(np.asarray(weight), transposed.weight.detach().numpy())
+        np.testing.assert_array_equal(np.asarray(back), transposed.bias.detach().numpy())
+
+
+def test_only_the_decoders_transposed_convolutions_are_swapped(exported_depth4):
+    model, result = exported_depth4
+    swapped = with_phase_upsampling(model)
+    assert sum(isinstance(m, PhaseUpsample) for m in swapped.modules()) == model.config.depth
+    assert not any(isinstance(m, torch.nn.ConvTranspose1d) for m in swapped.modules())
+    assert any(isinstance(m, torch.nn.ConvTranspose1d) for m in model.modules())  # untouched
+    assert not is_phase_equivalent(torch.nn.ConvTranspose1d(4, 4, 3, stride=2, padding=1))
+    with pytest.raises(ValueError, match="kernel-4"):
+        PhaseUpsample(torch.nn.ConvTranspose1d(4, 4, 2, stride=2))
+    # The artefact holds plain convolutions only, and its parity is against the model as
+    # trained (test_parity_report_and_dims).
+    ops = {node.op_type for node in onnx.load(str(result.path)).graph.node}
+    assert "Conv" in ops and "ConvTranspose" not in ops
 
 
 def test_metadata_round_trips(exported_depth4):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -61,8 +62,6 @@ def transposed_parameters(taps, bias):
     kernel = [odd[:, :, 2], even[:, :, 1], odd[:, :, 1], even[:, :, 0]]
     if isinstance(taps, torch.Tensor):
         return torch.stack([k.T for k in kernel], dim=-1), bias[:c_out]
-    import numpy as np
-
     return np.stack([k.T for k in kernel], axis=-1), bias[:c_out]
 
 

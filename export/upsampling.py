@@ -21,6 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+#: Kernel position k of the transposed convolution -> (output phase, tap of the phase
+#: convolution); tap t reads x[m + t - 1], phase 0 writes out[2m], phase 1 out[2m + 1].
+PHASE_TAPS = {3: (0, 0), 1: (0, 1), 2: (1, 1), 0: (1, 2)}
+
 
 class PhaseUpsample(nn.Module):
     """The map of ``transposed`` (ConvTranspose1d, kernel 4, stride 2, padding 1): [B, C_in,
@@ -34,12 +38,11 @@ class PhaseUpsample(nn.Module):
         c_in, c_out, _ = weight.shape
         self.out_channels = c_out
         self.conv = nn.Conv1d(c_in, 2 * c_out, 3, padding=1)
+        # The even phase's output channels first, the odd phase's next; the taps no kernel
+        # position maps to stay zero.
         taps = torch.zeros(2 * c_out, c_in, 3, dtype=weight.dtype)
-        # Tap t reads x[m + t - 1]; the even phase's first c_out channels, the odd phase's next.
-        taps[:c_out, :, 0] = weight[:, :, 3].T
-        taps[:c_out, :, 1] = weight[:, :, 1].T
-        taps[c_out:, :, 1] = weight[:, :, 2].T
-        taps[c_out:, :, 2] = weight[:, :, 0].T
+        for k, (phase, tap) in PHASE_TAPS.items():
+            taps[phase * c_out : (phase + 1) * c_out, :, tap] = weight[:, :, k].T
         bias = transposed.bias.detach() if transposed.bias is not None else torch.zeros(c_out)
         with torch.no_grad():
             self.conv.weight.copy_(taps)
@@ -57,9 +60,11 @@ def transposed_parameters(taps, bias):
     convolution (``taps`` [2 C_out, C_in, 3], ``bias`` [2 C_out]; torch tensors or NumPy
     arrays) was made from: the way back from an exported file to the trained module."""
     c_out = taps.shape[0] // 2
-    even, odd = taps[:c_out], taps[c_out:]
-    # [C_out, C_in, tap] -> the transposed convolution's [C_in, C_out] per kernel position.
-    kernel = [odd[:, :, 2], even[:, :, 1], odd[:, :, 1], even[:, :, 0]]
+    # [C_out, C_in] of each kernel position, transposed to the transposed convolution's layout
+    kernel = [
+        taps[PHASE_TAPS[k][0] * c_out : (PHASE_TAPS[k][0] + 1) * c_out, :, PHASE_TAPS[k][1]]
+        for k in range(4)
+    ]
     if isinstance(taps, torch.Tensor):
         return torch.stack([k.T for k in kernel], dim=-1), bias[:c_out]
     return np.stack([k.T for k in kernel], axis=-1), bias[:c_out]

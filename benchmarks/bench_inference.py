@@ -10,6 +10,9 @@ Groups:
 - ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product: its
   int8 copy, as the CPU backend runs it); p50 and p99 over the rounds in extra_info.
 - ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s), int8.
+- ``one stream``: batches of 1, 2, 4 and 8 on one single-threaded call, as each stream of
+  the batch job runs them: its first and last batches are smaller than --batch-size
+  (runtime/pipeline.py), which costs nothing if the time per spectrum is flat.
 - ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU in float32,
   its int8 copy (export/quantize.py: what ``nmrladder denoise`` runs on CPUs; its rms
   departure from float32 in extra_info), the same weights exported at opset 20 (GELU as one
@@ -34,6 +37,7 @@ import pytest
 
 LATENCY_LENGTHS = (8192, 16384, 32768, 65536)
 BATCHES = (1, 8, 64)
+STREAM_BATCHES = (1, 2, 4, 8)
 L = 16384
 BACKEND_BATCH = 8
 BACKENDS = (
@@ -92,6 +96,21 @@ def test_throughput(benchmark, models, sizes, recorder, batch):
     benchmark.group = f"throughput, L={L} (ORT CPU, product)"
     benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8")
     rounds = sizes.rounds({1: 50, 8: 20, 64: 5}[batch])
+    benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=1)
+    recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)
+
+
+@pytest.mark.parametrize("batch", STREAM_BATCHES)
+def test_stream_batch(benchmark, models, sizes, recorder, batch):
+    from nmrladder.runtime.sessions import OrtSession
+
+    model = models["product"]
+    n = sizes.length(L)
+    session = OrtSession(model.int8_copy(sizes.cache), threads=1)
+    x = spectra(batch, n)
+    benchmark.group = f"one stream (1 thread), L={L} (ORT CPU, product)"
+    benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8", threads=1)
+    rounds = sizes.rounds({1: 40, 2: 20, 4: 10, 8: 6}[batch])
     benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=1)
     recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)
 

@@ -153,6 +153,8 @@ def derived(data: dict) -> list[str]:
     for group, benches in grouped.items():
         if group.startswith("backends paired"):
             lines += _paired(benches)
+        elif group.startswith("one stream"):
+            lines += _one_stream(benches)
         elif group.startswith("backends "):
             lines += _backends(group.split()[1], benches, peak)
             for bench in benches:
@@ -280,6 +282,25 @@ def _cold_start(benches: list[dict]) -> list[str]:
             "first result."
         )
     return lines
+
+
+def _one_stream(benches: list[dict]) -> list[str]:
+    """Time per spectrum of one single-threaded call at each batch size, over batch 8's: the
+    batch job's streams run small first and last batches (runtime/pipeline.py)."""
+    per_spectrum = {
+        b["extra_info"]["batch"]: b["stats"]["median"] / b["extra_info"]["batch"] for b in benches
+    }
+    if 8 not in per_spectrum:
+        return []
+    shown = ", ".join(
+        f"batch {batch} {seconds(value)} ({value / per_spectrum[8]:.2f}x)"
+        for batch, value in sorted(per_spectrum.items())
+    )
+    return [
+        f"- **One stream** (one single-threaded call, time per spectrum against batch 8's; the "
+        f"batch job's first and last batches are smaller): {shown}"
+        + (" [disturbed: others took CPU]." if disturbed(*benches) else ".")
+    ]
 
 
 def _end_to_end(benches: list[dict]) -> list[str]:

@@ -65,15 +65,19 @@ def atomic_path(destination: str | os.PathLike, suffix: str | None = None) -> It
         yield tmp
 
 
-def write_bytes_atomic(destination: str | os.PathLike, data) -> None:
-    """Write ``data`` (bytes or any buffer) to ``destination`` atomically."""
+def write_bytes_atomic(destination: str | os.PathLike, *buffers) -> None:
+    """Write ``buffers`` (bytes or any buffer, one after another) to ``destination`` atomically."""
     destination = Path(destination)
     fd, tmp = _temporary_beside(destination, None)
     with _renamed_on_success(tmp, destination):
         try:
-            view = memoryview(data).cast("B")
-            while view:  # os.write may write less than asked
-                view = view[os.write(fd, view) :]
+            views = [memoryview(data).cast("B") for data in buffers]
+            while views:  # os.writev may write less than asked
+                written = os.writev(fd, views)
+                while views and written >= len(views[0]):
+                    written -= len(views.pop(0))
+                if views:
+                    views[0] = views[0][written:]
         finally:
             os.close(fd)  # complete before the rename
 

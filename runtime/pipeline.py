@@ -26,7 +26,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ from nmrladder.runtime.scaling import from_model_output, to_model_input
 MANIFEST = "manifest.jsonl"
 STAGES = ("read", "scale", "infer", "write")  # JobSummary.stage_seconds, in pipeline order
 _DONE = object()  # end-of-stream marker between the stages
+# The output's estimated SNR (manifest, "estimated SNR fell") from every 4th point: the full
+# estimate was a quarter of the file thread's work in a batch job (benchmarks/README.md).
+OUTPUT_SNR_EVERY = 4
 
 
 @dataclass
@@ -78,18 +81,24 @@ class JobSummary:
         return format_table(headers, rows, digits=1)
 
 
-def estimated_snr(spectrum: np.ndarray) -> tuple[float, float]:
+def estimated_snr(spectrum: np.ndarray, every: int = 1) -> tuple[float, float]:
     """(SNR, sigma) without a truth: tallest point over the robust baseline noise.
 
     The stated convention (height over RMS noise), with the height read off the spectrum
-    itself, so noise spikes count: it reads high on pure noise (~4-5).
+    itself, so noise spikes count: it reads high on pure noise (~4-5). ``every`` > 1 takes
+    the baseline level and noise from every ``every``-th point, the masks' radii shrunk to
+    span the same ppm: the noise of a stationary baseline is the same on a subsample, and
+    the batch job spends a quarter of the time on each output (OUTPUT_SNR_EVERY).
     """
     from nmrladder.runtime.preprocess import robust_scale
 
-    center, sigma = robust_scale(np.asarray(spectrum, dtype=np.float32))
+    values = np.asarray(spectrum, dtype=np.float32)
+    center, sigma = robust_scale(
+        np.ascontiguousarray(values[::every]), 5.0, max(8 // every, 1), max(64 // every, 1)
+    )
     if not sigma > 0:
         return float("inf"), 0.0
-    return float((np.max(spectrum) - center) / sigma), float(sigma)
+    return float((np.max(values) - center) / sigma), float(sigma)
 
 
 class Manifest:
@@ -132,7 +141,7 @@ class Manifest:
         return done
 
     def record(self, result: FileResult) -> None:
-        line = json.dumps(asdict(result)) + "\n"
+        line = json.dumps(vars(result)) + "\n"  # its fields are plain values: no asdict copy
         with self._lock:
             if self._handle is None:
                 self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
@@ -199,6 +208,62 @@ class _FileProgress:
             self._written += 1
 
 
+class _Batcher:
+    """Scaled inputs waiting for a batch, grouped by padded length, shared by the inference
+    streams: the stream whose input completes a batch runs it.
+
+    With several streams the batch size follows ``target``: small first batches, so that no
+    stream waits for a full batch of reads, and smaller ones near the end, so that the
+    streams finish together instead of one running the last batch alone. A single-threaded
+    stream spends the same time per spectrum at any batch size from 1 to 8
+    (benchmarks/README.md), so neither costs network time.
+    """
+
+    def __init__(self, batch_size: int, streams: int, inputs: int):
+        self.batch_size = batch_size
+        self.streams = streams
+        self._lock = threading.Lock()
+        self._groups: dict[int, list[ScaledInput]] = {}
+        self._unbatched = inputs  # inputs neither in a batch handed out nor failed
+        self._batches = 0  # batches handed out
+
+    def target(self) -> int:
+        """The batch size now. With one stream, ``batch_size``. With several: two for each
+        stream's first batch; then ``batch_size`` until the inputs left would not give every
+        stream two full batches; then the inputs left / (2 x streams), at least two (a lone
+        row costs a multi-threaded stream two rows, Denoiser.run_batch)."""
+        if self.streams == 1:
+            return self.batch_size
+        if self._batches < self.streams:
+            return min(self.batch_size, 2)
+        tail = -(-self._unbatched // (2 * self.streams))  # ceil
+        return max(2, min(self.batch_size, tail))
+
+    def add(self, item: ScaledInput) -> list[ScaledInput] | None:
+        """Add ``item``; the batch it completes, if it does."""
+        with self._lock:
+            group = self._groups.setdefault(item.z.size, [])
+            group.append(item)
+            if len(group) < self.target():
+                return None
+            self._unbatched -= len(group)
+            self._batches += 1
+            return self._groups.pop(item.z.size)
+
+    def failed_one(self) -> None:
+        """Count an input that failed before inference (it joins no batch)."""
+        with self._lock:
+            self._unbatched -= 1
+
+    def take_all(self) -> list[list[ScaledInput]]:
+        """Every group waiting (partial batches), removed."""
+        with self._lock:
+            groups = list(self._groups.values())
+            self._groups.clear()
+            self._unbatched -= sum(len(group) for group in groups)
+            return groups
+
+
 def read_scaled(index: int, path: Path, info) -> ScaledInput:
     """Read one input and scale it to the model's input (``info``: the artefact's ArtefactInfo).
 
@@ -261,7 +326,7 @@ def write_denoised(
         if disambiguate and not in_place:
             destination = _disambiguated(destination, item.path)
         written = write_spectrum(spectrum, destination, y)
-        snr_after, _ = estimated_snr(y)
+        snr_after, _ = estimated_snr(y, OUTPUT_SNR_EVERY)
         result = FileResult(
             str(item.path),
             str(written),
@@ -441,13 +506,14 @@ class DenoiseJob:
         ready: queue.Queue = queue.Queue()  # scaled inputs for the inference streams
         finished: queue.Queue = queue.Queue()  # (input, output) pairs for the file threads
         files = _FileProgress(paths)
+        batcher = _Batcher(self.denoiser.batch_size, self.streams, len(paths))
         results: list[FileResult] = []
         failures: list[BaseException] = []
         self._stop.clear()
         bar = _progress(len(paths), self.progress)
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
         stages = [
-            self._start_stage(failures, self._inference_loop, ready, finished)
+            self._start_stage(failures, self._inference_loop, files, batcher, ready, finished)
             for _ in range(self.streams)
         ]
         stages += [
@@ -525,26 +591,40 @@ class DenoiseJob:
             for _ in range(self.streams):
                 ready.put(_DONE)
 
-    def _inference_loop(self, ready: queue.Queue, finished: queue.Queue) -> None:
-        pending: dict[int, list[ScaledInput]] = {}  # padded length -> items waiting for a batch
-        batch_size = self.denoiser.batch_size
+    def _inference_loop(
+        self, files: _FileProgress, batcher: _Batcher, ready: queue.Queue, finished: queue.Queue
+    ) -> None:
         while self._running():
             try:
                 item = ready.get(timeout=0.1)
             except queue.Empty:
+                self._flush_when_starved(files, batcher, ready, finished)
                 continue
             if item is _DONE:
                 break
             if item.error:
+                batcher.failed_one()
                 finished.put((item, None))
                 continue
-            group = pending.setdefault(item.z.size, [])
-            group.append(item)
-            # flush a full batch, or whatever waits when the file threads have nothing ready
-            if len(group) >= batch_size or ready.empty():
-                self._infer(pending.pop(item.z.size), finished)
+            batch = batcher.add(item)
+            if batch:
+                self._infer(batch, finished)
+            else:
+                self._flush_when_starved(files, batcher, ready, finished)
         if self._running():  # stopped: what waits is redone by --resume
-            for group in pending.values():
+            for group in batcher.take_all():
+                self._infer(group, finished)
+
+    def _flush_when_starved(
+        self, files: _FileProgress, batcher: _Batcher, ready: queue.Queue, finished: queue.Queue
+    ) -> None:
+        """Run the partial batches waiting in ``batcher`` when no more inputs can come soon:
+        none is ready and the file threads may not read another (all are read, or
+        ``queue_size`` are in flight). While inputs can still come, a batch waits for its
+        ``target`` size: run whenever the queue was briefly empty, the first batches came
+        out as single inputs, and one stream ran the last batch alone."""
+        if ready.empty() and not files.can_read(self.queue_size):
+            for group in batcher.take_all():
                 self._infer(group, finished)
 
     def _infer(self, items: list[ScaledInput], finished: queue.Queue) -> None:

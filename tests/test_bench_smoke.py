@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS = (
     "latency, batch 1 (ORT CPU, product)",
     "throughput, L=16384 (ORT CPU, product)",
+    "one stream (1 thread), L=16384 (ORT CPU, product)",
     "backends product, batch 8, L=16384",
     "backends method, batch 8, L=16384",
     "backends paired, batch 8, L=16384",
@@ -64,7 +65,8 @@ def test_bench_suites_run_and_render(tmp_path):
     assert markdown.stem.removesuffix("-smoke") in text.splitlines()[0]  # the machine tag
     for group in GROUPS:
         assert f"## {group}" in text
-    for figure in ("**Peak**", "of the sgemm peak", "of pure inference", "overlap"):
+    figures = ("**Peak**", "of the sgemm peak", "of pure inference", "overlap", "**One stream**")
+    for figure in figures:
         assert figure in text
     assert "## Skipped" in text or "torch CUDA" in text  # GPU rows run or say why not
     assert text in done.stdout  # the verb prints the tables

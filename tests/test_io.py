@@ -281,6 +281,85 @@ def test_npy_round_trip(tmp_path):
     np.testing.assert_array_equal(back.intensities, values)
 
 
+NPY_CASES = {
+    "float32": np.arange(40, dtype=np.float32) - 7.5,
+    "float64": np.linspace(-3, 5, 33),
+    "big-endian": (np.arange(17) * 0.5).astype(">f4"),
+    "int16": np.arange(-8, 8, dtype=np.int16),
+    "complex64 (real part)": (np.arange(9) + 2j).astype(np.complex64),
+    "column": np.arange(12, dtype=np.float32).reshape(12, 1),
+    "Fortran-ordered row": np.asfortranarray(np.arange(6.0).reshape(1, 6)),
+}
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+@pytest.mark.parametrize("name", list(NPY_CASES))
+def test_npy_reads_as_np_load(tmp_path, name, version):
+    """The .npy reader (its header cache included: each file is read twice) against np.load."""
+    values = NPY_CASES[name]
+    path = tmp_path / "spec.npy"
+    with open(path, "wb") as handle:
+        np.lib.format.write_array(handle, values, version=version)
+    expected = np.squeeze(np.real(np.load(path))).astype(np.float32)
+    for _ in range(2):
+        spectrum = read_spectrum(path)
+        assert spectrum.intensities.dtype == np.float32
+        assert spectrum.intensities.flags.writeable
+        np.testing.assert_array_equal(spectrum.intensities, expected)
+
+
+def test_npy_refuses_truncated_object_and_foreign_files(tmp_path):
+    values = np.arange(64, dtype=np.float32)
+    path = tmp_path / "spec.npy"
+    np.save(path, values)
+    read_spectrum(path)  # its header is now cached: the size check must not rely on parsing
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(InputError, match="truncated: 252 bytes of data for 64 values"):
+        read_spectrum(path)
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="object arrays"):
+        read_spectrum(path)
+    path.write_bytes(b"PK\x03\x04 a zip file, not .npy")
+    with pytest.raises(InputError, match="not a readable .npy file.*no .npy header"):
+        read_spectrum(path)
+    path.write_bytes(b"\x93NUMPY\x01\x00")  # cut inside the header
+    with pytest.raises(InputError, match="not a readable .npy file"):
+        read_spectrum(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_npy_output_bytes_equal_np_save(tmp_path, dtype):
+    import io
+
+    values = np.linspace(-1, 1, 50).astype(dtype)
+    spectrum = Spectrum(np.zeros(50, np.float32), source=str(tmp_path / "a.npy"), format="npy")
+    for length in (50, 50, 49):  # the header is cached per shape
+        spectrum.intensities = np.zeros(length, np.float32)
+        written = write_spectrum(spectrum, tmp_path / f"out{length}.npy", values[:length])
+        expected = io.BytesIO()
+        np.save(expected, values[:length].astype(np.float32))
+        assert written.read_bytes() == expected.getvalue()
+
+
+def test_atomic_write_of_several_buffers_survives_short_writes(tmp_path, monkeypatch):
+    """os.writev may write less than asked: the rest follows, in order, nothing twice."""
+    import os
+
+    from nmrladder.runtime.atomic import write_bytes_atomic
+
+    real_writev = os.writev
+
+    def at_most_7_bytes(fd, buffers):
+        first = next(bytes(b) for b in buffers if len(b))
+        return real_writev(fd, [first[:7]])
+
+    monkeypatch.setattr(os, "writev", at_most_7_bytes)
+    parts = [b"header:", b"", np.arange(5, dtype=np.float32), bytearray(b"tail")]
+    write_bytes_atomic(tmp_path / "out.bin", *parts)
+    expected = b"".join(bytes(memoryview(p).cast("B")) for p in parts)
+    assert (tmp_path / "out.bin").read_bytes() == expected
+
+
 def test_hdf5_attributes_become_meta(tmp_path):
     path = tmp_path / "external.h5"
     with h5py.File(path, "w") as handle:
@@ -600,7 +679,9 @@ def test_npy_npz_writes_are_atomic_with_ordinary_permissions(tmp_path, monkeypat
     def fail(fd, data):
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "write", fail)  # the temporary exists when its write fails
+    # the temporary exists when its write fails (one call for the buffers, or several)
+    monkeypatch.setattr(os, "write", fail)
+    monkeypatch.setattr(os, "writev", fail)
     with pytest.raises(OSError, match="disk full"):
         write_spectrum(source, written, source.intensities * 3)
     monkeypatch.undo()

@@ -21,7 +21,9 @@ from nmrladder.runtime.pipeline import (
     STAGES,
     DenoiseJob,
     ScaledInput,
+    _Batcher,
     discover_inputs,
+    estimated_snr,
     read_ladder,
     read_scaled,
     run_series,
@@ -136,6 +138,30 @@ def test_bad_inputs_are_named_and_others_still_processed(tiny_model_dir, spectra
     assert written == ["good_denoised.npy", "manifest.jsonl"]  # nothing partial, nothing else
     assert list(summary.stage_seconds) == list(STAGES)
     assert all(seconds > 0 for seconds in summary.stage_seconds.values())
+
+
+@pytest.mark.parametrize("every", [1, 4])
+@pytest.mark.parametrize("smoothing", [1, 9])
+def test_estimated_snr_against_the_known_noise(every, smoothing):
+    """Baseline level and noise of a spectrum with a known offset, drift, lines and noise:
+    the full estimate and the output's (every 4th point, OUTPUT_SNR_EVERY) both find them;
+    smoothing makes the noise correlated, as a denoised output's is."""
+    rng = np.random.default_rng(5)
+    n = 16384
+    t = np.arange(n)
+    white = rng.standard_normal(n + smoothing - 1)
+    noise = np.convolve(white, np.ones(smoothing) / smoothing, mode="valid")
+    sigma = 0.02
+    noise = noise / np.std(noise) * sigma
+    # the tallest line narrow and off the subsample's points: its height is the whole one's
+    shapes = [(3001, 6.0, 1.0), (8000, 6.0, 0.5), (12002, 1.5, 2.0)]
+    lines = sum(h / (1 + ((t - c) / w) ** 2) for c, w, h in shapes)
+    drift = 0.01 * np.sin(t / n * np.pi)  # less than a sigma over the 64-point trend windows
+    spectrum = (3.0 + drift + lines + noise).astype(np.float32)
+    snr, found_sigma = estimated_snr(spectrum, every)
+    assert found_sigma == pytest.approx(sigma, rel=0.06)
+    height = float(spectrum.max()) - 3.0
+    assert snr == pytest.approx(height / sigma, rel=0.08)
 
 
 def test_reading_and_scaling_times_are_told_apart():
@@ -385,6 +411,38 @@ def test_streams_give_the_one_stream_outputs(file_threads, tiny_model_dir, spect
     assert sorted(json.loads(line)["input"] for line in recorded) == sorted(map(str, paths))
     x = spectra.x[:, 0]  # six spectra: three batches of two, side by side
     np.testing.assert_allclose(both.denoise(x), one.denoise(x), rtol=0, atol=1e-5 * np.abs(x).max())
+
+
+def _batch_sizes(batcher: _Batcher, lengths: list[int], failed: tuple[int, ...] = ()):
+    """The sizes of the batches ``batcher`` hands out when inputs of ``lengths`` (padded)
+    arrive one by one (those at the indices in ``failed`` fail), then the partial rest."""
+    sizes = []
+    for index, length in enumerate(lengths):
+        if index in failed:
+            batcher.failed_one()
+            continue
+        batch = batcher.add(ScaledInput(index, Path(f"s{index}"), z=np.zeros(length)))
+        if batch:
+            assert len({item.z.size for item in batch}) == 1  # one padded length a batch
+            sizes.append(len(batch))
+    sizes += [len(group) for group in batcher.take_all()]
+    return sizes
+
+
+def test_batches_start_small_and_shrink_at_the_end_with_several_streams():
+    # Worked by hand for 64 inputs, batches of 8, two streams: a batch of 2 for each stream
+    # first; batches of 8 while 32 or more inputs are left (60, 52, 44, 36 left); then
+    # ceil(left / 4), at least 2: 28 -> 7, 21 -> 6, 15 -> 4, 11 -> 3, 8 -> 2, 6, 4, 2 -> 2.
+    sizes = _batch_sizes(_Batcher(8, 2, 64), [16] * 64)
+    assert sizes == [2, 2, 8, 8, 8, 8, 7, 6, 4, 3, 2, 2, 2, 2]
+    # One stream: full batches only, the rest as one partial batch.
+    assert _batch_sizes(_Batcher(8, 1, 20), [16] * 20) == [8, 8, 4]
+    # A failed input counts as done: 7 inputs left after the first two batches -> 2, 2, 2, 1.
+    assert _batch_sizes(_Batcher(8, 2, 12), [16] * 12, failed=(5,)) == [2, 2, 2, 2, 2, 1]
+    # Two padded lengths: each batch holds one; every input is handed out exactly once.
+    lengths = [16, 32] * 20
+    sizes = _batch_sizes(_Batcher(4, 2, len(lengths)), lengths)
+    assert sum(sizes) == len(lengths) and max(sizes) <= 4
 
 
 @pytest.mark.timeout(120)

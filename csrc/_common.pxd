@@ -24,6 +24,10 @@ cdef extern from "order_keys.h" nogil:
     Py_ssize_t nmr_gather_bracket_f64(const double* x, Py_ssize_t n, double lo, double hi,
                                       double* out)
     void nmr_deviations_f32(const float* x, Py_ssize_t n, double center, double* out)
+    void nmr_standardise_f32(const float* x, Py_ssize_t n, double center, double sigma,
+                             float* out)
+    void nmr_standardise_f64(const double* x, Py_ssize_t n, double center, double sigma,
+                             float* out)
     void nmr_deviations_f64(const double* x, Py_ssize_t n, double center, double* out)
     void nmr_smooth_padded(const double* padded, Py_ssize_t n, const double* taps,
                            Py_ssize_t window, double* out)

@@ -8,10 +8,12 @@
 # Selection of rank k among n values:
 #   1. min/max of the input: the leading key bits shared by every value carry no order
 #      information, so digits start below them;
-#   2. histogram of the next 11-bit digit; the bucket holding rank k is found by a prefix sum;
+#   2. histogram of the next digit (11 bits, fewer for a few hundred keys: digit_bits_for);
+#      the bucket holding rank k is found by a prefix sum;
 #   3. the keys of that bucket (of every requested rank's bucket, in one pass) are gathered;
 #   4. the gathered keys are narrowed the same way until a handful remain, then sorted.
-# Equal values share a key, so ties end the narrowing early (min == max).
+# Equal values share a key, so ties end the narrowing early (min == max). Of two adjacent
+# ranks (an even-length median) the second is read off the first in one pass (next_key).
 
 from libc.math cimport INFINITY, NAN, fabs, floor, nextafter, nextafterf
 from libc.stdint cimport int8_t, uint8_t, uint32_t, uint64_t
@@ -42,6 +44,7 @@ cdef enum:
     N_TABLES = 4            # interleaved histograms: consecutive equal digits do not wait on
                             # each other's increment (store-to-load forwarding)
     SMALL_SELECTION = 32    # candidates finished by insertion sort
+    MIN_DIGIT_BITS = 6      # the narrowest digit a histogram takes (digit_bits_for)
     MAX_RANKS = 4           # median (2 ranks) and one percentile (2 ranks) in one pass
     NO_REGION = -1          # region_of for buckets not gathered
     SAMPLE_SIZE = 1024      # bracket selection: sample from which the brackets are read
@@ -126,6 +129,17 @@ cdef inline uint64_t key_of(floating value) noexcept nogil:
         return nmr_key_f64(value)
 
 
+cdef inline int digit_bits_for(int bits, Py_ssize_t m) noexcept nogil:
+    """The digit width for m keys whose varying bits are `bits`: DIGIT_BITS, narrowed while
+    the buckets outnumber twice the keys. Clearing and summing N_TABLES x 2048 counters
+    costs more than histogramming a few hundred keys (a bracket's gathered values, the
+    bracket sample); more, narrower rounds give the same exact key."""
+    cdef int digit_bits = DIGIT_BITS if bits > DIGIT_BITS else bits
+    while digit_bits > MIN_DIGIT_BITS and (<Py_ssize_t>1 << digit_bits) > 2 * m:
+        digit_bits -= 1
+    return digit_bits
+
+
 cdef inline void histogram_of_keys(const uint64_t* keys, Py_ssize_t m, int shift,
                                    uint64_t digit_mask, uint32_t* counts) noexcept nogil:
     """counts[d] = number of keys with digit (key >> shift) & digit_mask == d."""
@@ -179,7 +193,7 @@ cdef inline uint64_t narrow_to_rank(uint64_t* keys, Py_ssize_t m, Py_ssize_t ran
         if lo == hi:
             return lo
         bits = nmr_varying_bits(lo, hi)
-        digit_bits = DIGIT_BITS if bits > DIGIT_BITS else bits
+        digit_bits = digit_bits_for(bits, m)
         shift = bits - digit_bits
         digit_mask = (<uint64_t>1 << digit_bits) - 1
         histogram_of_keys(keys, m, shift, digit_mask, counts)
@@ -190,6 +204,21 @@ cdef inline uint64_t narrow_to_rank(uint64_t* keys, Py_ssize_t m, Py_ssize_t ran
             keys[j] = key
             j += ((key >> shift) & digit_mask) == bucket
         m = j
+
+
+cdef inline uint64_t next_key(const uint64_t* keys, Py_ssize_t m, uint64_t key,
+                              Py_ssize_t rank) noexcept nogil:
+    """The key of rank + 1 among keys[:m], given `key`, the key of rank `rank`: `key` itself
+    when more than rank + 1 keys are <= it, else the smallest key above it. One pass, where
+    narrowing again from all m keys takes a histogram round or more (the two middle ranks of
+    an even-length median)."""
+    cdef Py_ssize_t i, at_most = 0
+    cdef uint64_t above = <uint64_t>0xFFFFFFFFFFFFFFFF, k
+    for i in range(m):
+        k = keys[i]
+        at_most += k <= key
+        above = k if (k > key and k < above) else above
+    return key if at_most > rank + 1 else above
 
 
 cdef inline void value_range(const floating* x, Py_ssize_t n, floating* lo,
@@ -247,7 +276,7 @@ cdef inline void radix_select_ranks(const floating* x, Py_ssize_t n, const Py_ss
         return
 
     bits = nmr_varying_bits(lo, hi)
-    digit_bits = DIGIT_BITS if bits > DIGIT_BITS else bits
+    digit_bits = digit_bits_for(bits, n)
     shift = bits - digit_bits
     digit_mask = (<uint64_t>1 << digit_bits) - 1
     size = <Py_ssize_t>digit_mask + 1
@@ -289,8 +318,11 @@ cdef inline void radix_select_ranks(const floating* x, Py_ssize_t n, const Py_ss
     for j in range(n_ranks):
         g = s.region_of[bucket[j]]
         m = bucket_size[j]
-        memcpy(s.work, s.candidates + region_start[g], m * sizeof(uint64_t))
-        key = narrow_to_rank(s.work, m, local_rank[j], counts)
+        if j > 0 and bucket[j] == bucket[j - 1] and local_rank[j] == local_rank[j - 1] + 1:
+            key = next_key(s.candidates + region_start[g], m, key, local_rank[j - 1])
+        else:
+            memcpy(s.work, s.candidates + region_start[g], m * sizeof(uint64_t))
+            key = narrow_to_rank(s.work, m, local_rank[j], counts)
         if floating is float:
             out[j] = nmr_value_f32(key)
         else:
@@ -384,10 +416,14 @@ cdef inline bint bracket_select_group(const floating* x, Py_ssize_t n, const Py_
         count = nmr_gather_bracket_f32(x, n, lo, hi, inside)
     else:
         count = nmr_gather_bracket_f64(x, n, lo, hi, inside)
+    for i in range(count):
+        s.candidates[i] = key_of(inside[i])  # kept: narrow_to_rank reorders its copy
     for j in range(n_ranks):
-        for i in range(count):
-            s.work[i] = key_of(inside[i])
-        key = narrow_to_rank(s.work, count, ranks[j] - below, s.counts)
+        if j > 0 and ranks[j] == ranks[j - 1] + 1:
+            key = next_key(s.candidates, count, key, ranks[j - 1] - below)
+        else:
+            memcpy(s.work, s.candidates, count * sizeof(uint64_t))
+            key = narrow_to_rank(s.work, count, ranks[j] - below, s.counts)
         if floating is float:
             out[j] = nmr_value_f32(key)
         else:

@@ -209,4 +209,18 @@ static void nmr_smooth_padded(const double *padded, ptrdiff_t n, const double *t
 NMR_DEVIATIONS_DEFINE(nmr_deviations_f32, float)
 NMR_DEVIATIONS_DEFINE(nmr_deviations_f64, double)
 
+/* out[i] = (float)(((double)x[i] - center) / sigma): the network's input (runtime/scaling.py),
+ * rounded once from double as NumPy's (x - center) / sigma cast to float32 is. A division,
+ * not a multiplication by 1 / sigma, so that the bits match. */
+#define NMR_STANDARDISE_DEFINE(NAME, T)                                                    \
+    NMR_MULTIVERSION                                                                       \
+    static void NAME(const T *x, ptrdiff_t n, double center, double sigma, float *out)    \
+    {                                                                                      \
+        for (ptrdiff_t i = 0; i < n; i++)                                                  \
+            out[i] = (float)(((double)x[i] - center) / sigma);                             \
+    }
+
+NMR_STANDARDISE_DEFINE(nmr_standardise_f32, float)
+NMR_STANDARDISE_DEFINE(nmr_standardise_f64, double)
+
 #endif

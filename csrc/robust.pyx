@@ -11,8 +11,9 @@ import numpy as np
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport uint8_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
-from _common cimport floating, resolve_threads
+from _common cimport floating, nmr_standardise_f32, nmr_standardise_f64, resolve_threads
 from _noise cimport robust_scale_of
 from _robust cimport (
     WANT_MAD,
@@ -180,3 +181,26 @@ def mad_sigma_detrended_rows(const floating[:, ::1] x, const uint8_t[:, ::1] mas
     finally:
         keep_selectors(selectors)
     return sigmas
+
+
+def standardise_rows(const floating[:, ::1] x, const double[::1] centers,
+                     const double[::1] sigmas, float[:, ::1] out):
+    """out[i, :L] = (x[i] - centers[i]) / sigmas[i], float32; out[i, L:] = 0 (x [N, L],
+    out [N, L_pad]): the network's input, in one pass.
+
+    NumPy equivalent: ``out[:, :L] = (x - centers[:, None]) / sigmas[:, None]`` (float64
+    arithmetic, then the cast to float32), bit for bit.
+    """
+    cdef Py_ssize_t n = x.shape[0], length = x.shape[1], padded = out.shape[1], i
+    if out.shape[0] != n or padded < length or centers.shape[0] != n or sigmas.shape[0] != n:
+        raise ValueError(
+            f"standardise_rows: x {x.shape[0]}x{length}, out {out.shape[0]}x{padded}, "
+            f"{centers.shape[0]} centers, {sigmas.shape[0]} sigmas"
+        )
+    with nogil:
+        for i in range(n):
+            if floating is float:
+                nmr_standardise_f32(&x[i, 0], length, centers[i], sigmas[i], &out[i, 0])
+            else:
+                nmr_standardise_f64(&x[i, 0], length, centers[i], sigmas[i], &out[i, 0])
+            memset(&out[i, 0] + length, 0, (padded - length) * sizeof(float))

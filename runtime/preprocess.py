@@ -293,6 +293,23 @@ def robust_scale_batch(
     return reference.robust_scale_batch(spectra, alpha, dilate_radius, trend_radius)
 
 
+def standardise(
+    spectra: np.ndarray, centers: np.ndarray, sigmas: np.ndarray, padded: int
+) -> np.ndarray:
+    """``(spectra - centers) / sigmas`` per row, float32 [N, padded] with zero padding on
+    the right: the network's input. Kernel: one pass (robust.standardise_rows).
+    NumPy: ``reference.standardise``, the same bits."""
+    if _kernels_on():
+        arr = _floats(np.atleast_2d(spectra))
+        if arr is not None and arr.ndim == 2 and padded >= arr.shape[1]:
+            z = np.empty((arr.shape[0], padded), dtype=np.float32)
+            rows = np.ascontiguousarray(centers, dtype=np.float64).reshape(-1)
+            scales = np.ascontiguousarray(sigmas, dtype=np.float64).reshape(-1)
+            _robust.standardise_rows(arr, rows, scales, z)
+            return z
+    return reference.standardise(spectra, centers, sigmas, padded)
+
+
 def _robust_scale_rows(rows, alpha, dilate_radius, trend_radius, threads):
     arr = _floats(rows)
     if (

@@ -137,6 +137,17 @@ def robust_scale_batch(
     return np.array(centers, dtype=np.float64), np.array(sigmas, dtype=np.float64)
 
 
+def standardise(
+    spectra: np.ndarray, centers: np.ndarray, sigmas: np.ndarray, padded: int
+) -> np.ndarray:
+    """``(spectra - centers) / sigmas`` per row in float64, as float32 [N, padded], zero
+    padding to the right: the network's input (runtime/scaling.py)."""
+    x = np.atleast_2d(spectra)
+    z = np.zeros((x.shape[0], padded), dtype=np.float32)
+    z[:, : x.shape[1]] = (x - np.asarray(centers)[:, None]) / np.asarray(sigmas)[:, None]
+    return z
+
+
 # --------------------------------------------------------------------------- masks (METHOD 2.3)
 
 

@@ -41,7 +41,7 @@ def to_model_input(
     Returns ``(z, centers, sigmas)``. Padding with zeros is padding with baseline: after
     centring, zero is the baseline level.
     """
-    from nmrladder.runtime.preprocess import robust_scale_batch
+    from nmrladder.runtime.preprocess import robust_scale_batch, standardise
 
     x = np.asarray(spectra, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] == 0:
@@ -56,15 +56,14 @@ def to_model_input(
             f"spectrum {int(flat[0])} has zero noise (constant, or over half its points equal): "
             "nothing to scale it by"
         )
-    length = x.shape[1]
-    z = np.zeros((x.shape[0], padded_length(length, multiple)), dtype=np.float32)
-    z[:, :length] = (x - centers[:, None]) / sigmas[:, None]
-    return z, centers, sigmas
+    return standardise(x, centers, sigmas, padded_length(x.shape[1], multiple)), centers, sigmas
 
 
 def from_model_output(
     output: np.ndarray, centers: np.ndarray, sigmas: np.ndarray, length: int
 ) -> np.ndarray:
     """Crop the network output [N, L_pad] to ``length`` and undo the scaling (float32)."""
-    y = np.asarray(output, dtype=np.float64)[:, :length]
-    return (np.asarray(centers)[:, None] + np.asarray(sigmas)[:, None] * y).astype(np.float32)
+    y = np.asarray(output)[:, :length].astype(np.float64)  # cropped first: less to convert
+    y *= np.asarray(sigmas)[:, None]
+    y += np.asarray(centers)[:, None]  # centers + sigmas * y, the same two roundings
+    return y.astype(np.float32)

@@ -187,6 +187,31 @@ def test_robust_scale_batch_equals_reference(rows, length, seed):
     )
 
 
+@examples(10)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 5000),
+    st.integers(0, 40),
+    st.sampled_from([np.float32, np.float64]),
+    st.integers(0, 2**32 - 1),
+)
+def test_standardise_equals_numpy_bit_for_bit(rows, length, padding, dtype, seed):
+    """The network's input: (x - center) / sigma in float64 cast to float32, zero padding."""
+    rng = np.random.default_rng(seed)
+    spectra = (rng.normal(3.0, 0.5, size=(rows, length)) * 10.0 ** rng.integers(-3, 4)).astype(
+        dtype
+    )
+    centers = rng.normal(3.0, 1.0, size=rows)
+    sigmas = rng.uniform(1e-3, 2.0, size=rows)
+    z = preprocess.standardise(spectra, centers, sigmas, length + padding)
+    expected = np.zeros((rows, length + padding), dtype=np.float32)
+    expected[:, :length] = (spectra.astype(np.float64) - centers[:, None]) / sigmas[:, None]
+    assert z.dtype == np.float32
+    np.testing.assert_array_equal(z, expected)
+    padded = reference.standardise(spectra, centers, sigmas, length + padding)
+    np.testing.assert_array_equal(padded, expected)
+
+
 # --------------------------------------------------------------------------- masks
 
 

@@ -39,7 +39,7 @@ MANIFEST = "manifest.jsonl"
 STAGES = ("read", "scale", "infer", "write")  # JobSummary.stage_seconds, in pipeline order
 _DONE = object()  # end-of-stream marker between the stages
 # The output's estimated SNR (manifest, "estimated SNR fell") from every 4th point: the full
-# estimate was a quarter of the file thread's work in a batch job (benchmarks/README.md).
+# estimate was a fifth of the file thread's work in a batch job (benchmarks/README.md).
 OUTPUT_SNR_EVERY = 4
 
 
@@ -88,7 +88,7 @@ def estimated_snr(spectrum: np.ndarray, every: int = 1) -> tuple[float, float]:
     itself, so noise spikes count: it reads high on pure noise (~4-5). ``every`` > 1 takes
     the baseline level and noise from every ``every``-th point, the masks' radii shrunk to
     span the same ppm: the noise of a stationary baseline is the same on a subsample, and
-    the batch job spends a quarter of the time on each output (OUTPUT_SNR_EVERY).
+    the batch job spends half the time on each output (OUTPUT_SNR_EVERY).
     """
     from nmrladder.runtime.preprocess import robust_scale
 

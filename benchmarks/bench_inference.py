@@ -61,11 +61,11 @@ def spectra(batch: int, length: int) -> np.ndarray:
     return x
 
 
-def _int8_session(model, sizes):
-    """The model's int8 copy, what the CPU backend runs."""
+def _int8_session(model, sizes, threads: int | None = None):
+    """The model's int8 copy, what the CPU backend runs (on ``threads``, default the suite's)."""
     from nmrladder.runtime.sessions import OrtSession
 
-    return OrtSession(model.int8_copy(sizes.cache), threads=sizes.threads)
+    return OrtSession(model.int8_copy(sizes.cache), threads=threads or sizes.threads)
 
 
 # --------------------------------------------------------------------------- latency
@@ -102,11 +102,9 @@ def test_throughput(benchmark, models, sizes, recorder, batch):
 
 @pytest.mark.parametrize("batch", STREAM_BATCHES)
 def test_stream_batch(benchmark, models, sizes, recorder, batch):
-    from nmrladder.runtime.sessions import OrtSession
-
     model = models["product"]
     n = sizes.length(L)
-    session = OrtSession(model.int8_copy(sizes.cache), threads=1)
+    session = _int8_session(model, sizes, threads=1)
     x = spectra(batch, n)
     benchmark.group = f"one stream (1 thread), L={L} (ORT CPU, product)"
     benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8", threads=1)

@@ -9,6 +9,7 @@ Every write is atomic. Formats, what each keeps and where outputs go: docs/forma
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -38,11 +39,9 @@ _NMR_FORMATS = ("bruker", "pipe", "jcamp")  # read (and written) through nmrglue
 _CSV_META = "# meta: "  # the CSV comment line that carries the metadata as JSON
 _H5_JSON_ATTRS = "nmrladder_json_attrs"  # names of HDF5 attributes stored as JSON text
 
-# .npy headers already parsed -> (dtype, shape, fortran_order); .npy outputs' headers by
-# (dtype, shape). A folder's files share one header, and numpy's parsing of it (a
-# literal_eval) is half the time np.load takes on a 16384-point file.
-_NPY_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], bool]] = {}
-_NPY_OUTPUT_HEADERS: dict[tuple[str, tuple[int, ...]], bytes] = {}
+# .npy headers are parsed and made once each (functools.lru_cache, this many kept): a
+# folder's files share one, and numpy's parsing of it (a literal_eval) is half the time
+# np.load takes on a 16384-point file.
 _NPY_HEADERS_KEPT = 64
 
 
@@ -151,21 +150,21 @@ def _npy_header(data: memoryview) -> tuple[int, np.dtype, tuple[int, ...], bool]
         return None
     width = 2 if version == b"\x01\x00" else 4
     offset = 8 + width + int.from_bytes(data[8 : 8 + width], "little")
-    header = bytes(data[:offset])
-    parsed = _NPY_HEADERS.get(header)
-    if parsed is None:
-        stream = io.BytesIO(header)
-        np.lib.format.read_magic(stream)
-        formats = np.lib.format
-        read = formats.read_array_header_1_0 if width == 2 else formats.read_array_header_2_0
-        shape, fortran_order, dtype = read(stream)
-        if dtype.hasobject:
-            raise ValueError("object arrays are not read (they need pickle)")
-        if len(_NPY_HEADERS) >= _NPY_HEADERS_KEPT:
-            _NPY_HEADERS.clear()
-        parsed = _NPY_HEADERS[header] = (dtype, shape, fortran_order)
-    dtype, shape, fortran_order = parsed
+    dtype, shape, fortran_order = _parsed_npy_header(bytes(data[:offset]), width)
     return offset, dtype, shape, fortran_order
+
+
+@functools.lru_cache(maxsize=_NPY_HEADERS_KEPT)
+def _parsed_npy_header(header: bytes, width: int) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """(dtype, shape, fortran_order) of a whole .npy header, by numpy's own reader."""
+    stream = io.BytesIO(header)
+    np.lib.format.read_magic(stream)
+    formats = np.lib.format
+    read = formats.read_array_header_1_0 if width == 2 else formats.read_array_header_2_0
+    shape, fortran_order, dtype = read(stream)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not read (they need pickle)")
+    return dtype, shape, fortran_order
 
 
 def _read_npz(path: Path) -> Spectrum:
@@ -323,18 +322,18 @@ def _write_npy(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Pat
     # with one call: np.save into a buffer and the buffer's copy took a third of a
     # 16384-point output's write.
     values = np.ascontiguousarray(values)
-    key = (values.dtype.str, values.shape)
-    header = _NPY_OUTPUT_HEADERS.get(key)
-    if header is None:
-        buffer = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            buffer, np.lib.format.header_data_from_array_1_0(values)
-        )
-        if len(_NPY_OUTPUT_HEADERS) >= _NPY_HEADERS_KEPT:
-            _NPY_OUTPUT_HEADERS.clear()
-        header = _NPY_OUTPUT_HEADERS[key] = buffer.getvalue()
+    header = _npy_output_header(values.dtype.str, values.shape)
     write_bytes_atomic(destination, header, values)
     return destination
+
+
+@functools.lru_cache(maxsize=_NPY_HEADERS_KEPT)
+def _npy_output_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    """The .npy (version 1.0) header np.save writes for an array of ``dtype`` and ``shape``."""
+    buffer = io.BytesIO()
+    fields = {"descr": dtype, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, fields)
+    return buffer.getvalue()
 
 
 def _write_npz(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:

@@ -33,6 +33,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
 
 DEVICES = ("cpu", "cuda")
+AUTOCASTS = ("none", "bf16")
 SECTIONS = ("model", "data", "optim", "stage_a", "stage_b", "run")
 STAGES = ("stage_a", "stage_b")
 T_SOURCES = ("t_hat", "true")
@@ -271,6 +272,7 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
     run = config["run"]
     _need(run["threads"] >= 1, "run.threads must be >= 1", problems)
     _need(run["device"] in DEVICES, f"run.device must be one of {DEVICES}", problems)
+    _need(run["autocast"] in AUTOCASTS, f"run.autocast must be one of {AUTOCASTS}", problems)
     for key in ("checkpoint_every", "keep_checkpoints", "val_every"):
         _need(run[key] >= 0, f"run.{key} must be >= 0", problems)
     if problems:

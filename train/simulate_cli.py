@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from nmrladder.train.sim.options import FAMILY_NAMES
+
 DESCRIPTION = (
     "Simulate SNR ladders: replicate 1D NMR spectra of one sample whose SNR grows by T per "
     "rung, with the noise-free truth, the drift and the normalisation of every rung. "
@@ -19,6 +21,7 @@ EXAMPLES = """\
   nmrladder simulate --out data/train --samples 20000 --rungs 4 --T 2 --length 16384 --snr 5
   nmrladder simulate --out data/val --samples 500 --T 1.5:3 --snr 3 --seed 1 --nonlinear-drift 0.3
   nmrladder simulate --out data/c13 --samples 200 --nucleus 13C --normalisation max --workers 2
+  nmrladder simulate --out data/test_19f --samples 200 --family 19f --snr 5 --oracle
 """
 
 
@@ -52,10 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalisation", default="random",
                         choices=["random", "none", "max", "area", "zscore", "reference"],
                         help="per-rung normalisation (random)")
-    parser.add_argument("--nucleus", default="1H", choices=["1H", "13C", "19F"],
-                        help="spectrum preset (1H)")
+    parser.add_argument("--family", default=None, choices=list(FAMILY_NAMES),
+                        help="spectrum family (docs/simulator.md): 1h (300-1200 MHz), "
+                             "1h-benchtop (40-100 MHz, strong coupling), 13c, 19f, 31p")
+    parser.add_argument("--nucleus", default=None, choices=["1H", "13C", "19F"],
+                        help="legacy per-nucleus preset when no --family is given (1H)")
     parser.add_argument("--keep-clean", action="store_true",
                         help="also store the noise-free content of every rung")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also store the structure-known oracle's fit of rung 0 (test sets)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,16 +83,18 @@ def run(args: argparse.Namespace) -> int:
         path, args.samples, args.rungs, args.length, args.T, args.snr, args.seed,
         chunk=args.chunk, workers=args.workers, progress=not args.no_progress,
         nonlinear_drift=args.nonlinear_drift, max_drift=args.max_drift,
-        normalisation=args.normalisation, nucleus=args.nucleus, keep_clean=args.keep_clean,
+        normalisation=args.normalisation, nucleus=args.nucleus, family=args.family,
+        keep_clean=args.keep_clean, keep_oracle=args.oracle,
     )
     seconds = time.perf_counter() - start
     with open_ladders(path) as lf:
         T = lf.file["T"][:]
         snr = lf.file["snr"][:]
+    preset = f"family {args.family}" if args.family else f"nucleus {args.nucleus or '1H'}"
     rung_snr = ", ".join(f"{v:.3g}" for v in np.mean(snr, axis=0))
     print(f"wrote {path}")
     print(f"  N={args.samples} ladders, R={args.rungs} rungs, L={args.length} points, "
-          f"nucleus {args.nucleus}")
+          f"{preset}")
     print(f"  T used: mean {T.mean():.3g} (min {T.min():.3g}, max {T.max():.3g})")
     print(f"  mean rung SNR: {rung_snr}")
     print(f"  {seconds:.2f} s, {args.samples / seconds:.1f} ladders/s with {args.workers} workers")

@@ -205,7 +205,7 @@ def denoise_rows(model: torch.nn.Module, inputs: torch.Tensor, centers: torch.Te
     b, k, c = inputs.shape
     center, sigma = centers.unsqueeze(-1), sigmas.unsqueeze(-1)
     z = (inputs - center) / sigma
-    return center + sigma * model(z.reshape(b * k, c)).reshape(b, k, c)
+    return center + sigma * model(z.reshape(b * k, c)).float().reshape(b, k, c)
 
 
 def reconstruction(y: torch.Tensor, target: torch.Tensor, peak_mask: torch.Tensor,
@@ -463,7 +463,9 @@ def _train(config: Mapping[str, Any], data: Prepared, run_dir: Path, val_data: P
             for group in optimizer.param_groups:
                 group["lr"] = plan.lr
             batch = distributed.shard(sampler.batch(step, plan.rungs), ctx)
-            terms = loss_terms(net, to_tensors(batch, ctx.device), plan)
+            with torch.autocast(ctx.device.type, dtype=torch.bfloat16,
+                                enabled=config["run"]["autocast"] == "bf16"):
+                terms = loss_terms(net, to_tensors(batch, ctx.device), plan)
             loss, values = total_loss(terms, plan.weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # under DDP: gradients averaged over the ranks here

@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.pyx csrc/*.pxd csrc/*.h)
 	# A bare torch requirement would pull a multi-GB CUDA build: take the CPU wheel first.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q $(BUILD_DEPS)
-	$(PY) -m pip install -q --no-build-isolation -e ".[train,dev,ray]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[cpu,train,dev,ray]"
 	touch $@
 
 venv: $(STAMP)

@@ -3,10 +3,12 @@
     python benchmarks/gpu_check.py --out $OUT [--minutes 7] [--onnx MODEL.onnx]
 
 Runs from a bare checkout without installing the package (the kernels then fall back to the
-NumPy reference). Each step is skipped, with the reason recorded, when its library or device is
-missing, and the remaining steps are skipped when the time budget runs out:
+NumPy reference). A step is skipped, with the reason recorded, only when its library or a
+CUDA device is missing (checked before the step starts), or when the time budget runs out.
+Anything else is a failure and makes the exit status 1: a CUDA or TensorRT error, an ONNX
+Runtime session that fell back to the CPU, a parity miss.
 
-1. environment: GPU, CUDA, torch, onnxruntime providers, TensorRT;
+1. environment: GPU, CUDA, torch, onnxruntime packages and providers, TensorRT;
 2. a reference model: a seeded U-Net of the shipped model's config (read from
    runtime/models/default.onnx's metadata) exported to ONNX with the CPU parity check, or,
    with --onnx, that exported file (steps 4-5 run it; step 3 runs a seeded U-Net of its
@@ -30,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Parity tolerances, relative to the reference's largest magnitude.
+TOLERANCES = {"torch_cuda": 1e-4, "cuda": 1e-4, "tensorrt": 1e-3, "fp32": 1e-3, "fp16": 2e-2}
+
 
 def _import_from_checkout():
     """Make `nmrladder.*` importable from the folders of this checkout (no install needed)."""
@@ -38,6 +43,10 @@ def _import_from_checkout():
 
     if str(ROOT) not in nmrladder.__path__:
         nmrladder.__path__.append(str(ROOT))  # nmrladder.runtime -> ROOT/runtime, ...
+
+
+class SkipStep(Exception):
+    """The step's library or device is missing: not there is not broken."""
 
 
 class Check:
@@ -53,11 +62,18 @@ class Check:
         try:
             value = function(*args)
             status = {"status": "ok"} if value is None else {"status": "ok", **value}
+            verdict = (value or {}).get("parity")
+            if verdict and not verdict["passed"]:  # a parity miss is a failure
+                status["status"] = "failed"
+                status["error"] = (
+                    f"parity miss: relative max error {verdict['relative_max_error']:.3g} > "
+                    f"{verdict['tolerance']:g}"
+                )
         except SkipStep as skip:
             status, value = {"status": "skipped", "reason": str(skip)}, None
-        except ImportError as missing:  # BackendUnavailable included: not there is not broken
+        except ModuleNotFoundError as missing:  # a library that is not installed
             status, value = {"status": "skipped", "reason": str(missing)}, None
-        except Exception as err:  # recorded, and the next checks still run
+        except Exception as err:  # CUDA/TensorRT errors, CPU fall-backs: recorded, next runs
             status, value = (
                 {
                     "status": "failed",
@@ -72,9 +88,17 @@ class Check:
         print(f"[gpu_check] {name}: {status['status']} {why}", flush=True)
         return value
 
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(r["status"] != "failed" for r in self.results.values()) else 1
 
-class SkipStep(Exception):
-    pass
+
+def parity(got, reference, tolerance: float) -> dict:
+    """Relative max error of ``got`` against ``reference``; passed only when finite and within."""
+    import numpy as np
+
+    error = float(np.abs(got - reference).max() / np.abs(reference).max())
+    return {"relative_max_error": error, "tolerance": tolerance, "passed": error <= tolerance}
 
 
 def _throughput(run, z, repeats: int = 20) -> dict:
@@ -94,7 +118,36 @@ def _throughput(run, z, repeats: int = 20) -> dict:
     }
 
 
+def gpu_count() -> int | None:
+    """CUDA devices by cuda-python (else torch); None when neither is installed. A missing
+    driver is a SkipStep; any other CUDA error raises (a failure, not "no GPU")."""
+    from nmrladder.runtime.cuda import cudart, device_count
+    from nmrladder.runtime.errors import BackendUnavailable
+
+    try:
+        cudart()
+    except BackendUnavailable:  # no cuda-python: ask torch, if it is a CUDA build
+        try:
+            import torch
+        except ImportError:
+            return None
+        return torch.cuda.device_count() if torch.version.cuda else None
+    try:
+        return device_count()
+    except BackendUnavailable as missing:
+        raise SkipStep(str(missing)) from missing
+
+
+def require_gpu() -> int | None:
+    count = gpu_count()
+    if count == 0:
+        raise SkipStep("no CUDA device on this machine")
+    return count
+
+
 def environment() -> dict:
+    from nmrladder.runtime.sessions import ort_packages
+
     info = {"python": sys.version.split()[0]}
     try:
         import torch
@@ -106,6 +159,7 @@ def environment() -> dict:
             info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
     except ImportError:
         info["torch"] = None
+    info["onnxruntime_packages"] = ort_packages()
     try:
         import onnxruntime as ort
 
@@ -122,7 +176,152 @@ def environment() -> dict:
     return info
 
 
-def main() -> int:
+def build_reference_model(state: dict, args) -> dict:
+    import numpy as np
+    import torch
+
+    from nmrladder.export.onnx_export import read_onnx_info
+    from nmrladder.train.model import ModelConfig, build_model
+
+    # the artefact's metadata holds its ModelConfig (runtime/artefact.py)
+    source = args.onnx or ROOT / "runtime" / "models" / "default.onnx"
+    config = ModelConfig.from_dict(read_onnx_info(source).model_config)
+    torch.manual_seed(0)
+    state["model"] = build_model(config).eval()
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(args.batch, args.length)).astype(np.float32)
+    z[:, args.length // 3] += 300.0  # a solvent-like line
+    state["z"] = z
+    return {"config_from": str(source), "model_config": config.to_dict()}
+
+
+def export_reference(state: dict, args) -> dict:
+    from nmrladder.export.onnx_export import export_onnx
+
+    if args.onnx is not None:
+        state["onnx"] = args.onnx
+        raise SkipStep(f"--onnx {args.onnx}: the given file is checked, nothing exported")
+    result = export_onnx(
+        state["model"], args.out / "reference.onnx", max_length=32768, parity_largest=args.length
+    )  # a CPU parity miss raises ModelError: a failure
+    state["onnx"] = result.path
+    return {"cpu_parity": result.parity.summary()}
+
+
+def torch_cuda(state: dict) -> dict:
+    import torch
+
+    if not torch.version.cuda:
+        raise SkipStep(f"torch {torch.__version__} is a CPU build")
+    count = require_gpu()
+    if not torch.cuda.is_available():
+        if count:  # CUDA sees a device that torch cannot use: broken, not missing
+            raise RuntimeError(f"torch sees no CUDA device, CUDA reports {count}")
+        raise SkipStep("torch sees no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model, z = state["model"], state["z"]
+    with torch.no_grad():
+        cpu = model(torch.from_numpy(z)).numpy()
+        gpu_model = model.to("cuda")
+        x = torch.from_numpy(z).cuda()
+
+        def run(_z, x=x):
+            out = gpu_model(x)
+            torch.cuda.synchronize()
+            return out
+
+        gpu = run(z).cpu().numpy()
+        speed = _throughput(run, z)
+        state["model"] = model.to("cpu")
+    return {"parity": parity(gpu, cpu, TOLERANCES["torch_cuda"]), **speed}
+
+
+def ort_provider(state: dict, provider: str) -> dict:
+    import onnxruntime as ort
+
+    from nmrladder.export.parity import onnxruntime_runner
+    from nmrladder.runtime.sessions import ORT_GPU_PROVIDERS, OrtSession, ort_packages
+
+    if "onnx" not in state:
+        raise SkipStep("no ONNX export")
+    packages, wanted = ort_packages(), ORT_GPU_PROVIDERS[provider]
+    # Both packages at once is a broken install, not a missing one: OrtSession refuses it.
+    if len(packages) <= 1 and wanted not in ort.get_available_providers():
+        raise SkipStep(f"{', '.join(packages) or 'onnxruntime'} here has no {wanted}")
+    require_gpu()
+    session = OrtSession(state["onnx"], provider=provider)  # refuses a CPU fall-back
+    z = state["z"]
+    reference = onnxruntime_runner(state["onnx"])(z)
+    got = session.run(z)
+    return {
+        "providers": session.session.get_providers(),
+        "parity": parity(got, reference, TOLERANCES[provider]),
+        **_throughput(session.run, z),
+    }
+
+
+def native_tensorrt(state: dict, args, precision: str) -> dict:
+    from nmrladder.export.parity import onnxruntime_runner
+    from nmrladder.export.tensorrt_build import Profile, build_engine
+    from nmrladder.runtime.cuda import cudart
+    from nmrladder.runtime.sessions import TensorRTSession
+
+    try:
+        import tensorrt  # noqa: F401
+
+        cudart()
+    except ImportError as missing:  # BackendUnavailable for cuda-python included
+        raise SkipStep(f"tensorrt or cuda-python is not installed here ({missing})") from missing
+    if "onnx" not in state:
+        raise SkipStep("no ONNX export")
+    require_gpu()
+    profile = Profile(256, args.length, max(args.length, 32768), 1, args.batch, max(args.batch, 16))
+    plan, sidecar = build_engine(
+        state["onnx"],
+        args.out / f"reference.{precision}.plan",
+        precision=precision,
+        profiles=(profile,),
+        timing_cache=args.out / "timing.cache",
+    )
+    z = state["z"]
+    reference = onnxruntime_runner(state["onnx"])(z)
+    with TensorRTSession(plan) as session:
+        got = session.run(z)
+        speed = _throughput(session.run, z)
+    return {
+        "parity": parity(got, reference, TOLERANCES[precision]),
+        "sidecar": json.loads(sidecar.read_text()) | {"artefact": "..."},
+        **speed,
+    }
+
+
+def run_checks(args) -> Check:
+    check = Check(args.minutes)
+    check.step("environment", environment)
+    state: dict = {}
+    check.step("reference_model", build_reference_model, state, args)
+    if "model" in state:
+        check.step("export_onnx_cpu_parity", export_reference, state, args)
+        check.step("torch_cuda", torch_cuda, state)
+        check.step("ort_cuda_ep", ort_provider, state, "cuda")
+        check.step("ort_tensorrt_ep", ort_provider, state, "tensorrt")
+        for precision in ("fp32", "fp16"):
+            check.step(f"tensorrt_{precision}", native_tensorrt, state, args, precision)
+    return check
+
+
+def write_report(results: dict, out: Path) -> None:
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
+    lines = ["| check | status | detail |", "| --- | --- | --- |"]
+    for name, result in results.items():
+        detail = {k: v for k, v in result.items() if k not in ("status", "traceback", "sidecar")}
+        lines.append(f"| {name} | {result['status']} | {json.dumps(detail, default=str)[:300]} |")
+    (out / "gpu_check.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -136,144 +335,12 @@ def main() -> int:
         default=None,
         help="check this exported model instead of a seeded export of the shipped config",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     _import_from_checkout()
-    import numpy as np
-
-    check = Check(args.minutes)
-    env = check.step("environment", environment)
-    state: dict = {}
-
-    def build_reference_model():
-        import torch
-
-        from nmrladder.export.onnx_export import read_onnx_info
-        from nmrladder.train.model import ModelConfig, build_model
-
-        # the artefact's metadata holds its ModelConfig (runtime/artefact.py)
-        source = args.onnx or ROOT / "runtime" / "models" / "default.onnx"
-        config = ModelConfig.from_dict(read_onnx_info(source).model_config)
-        torch.manual_seed(0)
-        state["model"] = build_model(config).eval()
-        rng = np.random.default_rng(0)
-        z = rng.normal(size=(args.batch, args.length)).astype(np.float32)
-        z[:, args.length // 3] += 300.0  # a solvent-like line
-        state["z"] = z
-        return {"config_from": str(source), "model_config": config.to_dict()}
-
-    def export_reference():
-        from nmrladder.export.onnx_export import export_onnx
-
-        if args.onnx is not None:
-            state["onnx"] = args.onnx
-            raise SkipStep(f"--onnx {args.onnx}: the given file is checked, nothing exported")
-        result = export_onnx(
-            state["model"],
-            args.out / "reference.onnx",
-            max_length=32768,
-            parity_largest=args.length,
-        )
-        state["onnx"] = result.path
-        return {"cpu_parity": result.parity.summary()}
-
-    def torch_cuda():
-        import torch
-
-        if not torch.cuda.is_available():
-            raise SkipStep("torch sees no CUDA device")
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        model, z = state["model"], state["z"]
-        with torch.no_grad():
-            cpu = model(torch.from_numpy(z)).numpy()
-            gpu_model = model.to("cuda")
-            x = torch.from_numpy(z).cuda()
-
-            def run(_z, x=x):
-                out = gpu_model(x)
-                torch.cuda.synchronize()
-                return out
-
-            gpu = run(z).cpu().numpy()
-            speed = _throughput(run, z)
-            state["model"] = model.to("cpu")
-        error = float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
-        return {"relative_max_error_vs_cpu": error, "parity_1e-4": error <= 1e-4, **speed}
-
-    def ort_provider(provider: str):
-        def run_check():
-            from nmrladder.export.parity import onnxruntime_runner
-            from nmrladder.runtime.sessions import OrtSession
-
-            if "onnx" not in state:
-                raise SkipStep("no ONNX export")
-            session = OrtSession(state["onnx"], provider=provider)
-            z = state["z"]
-            reference = onnxruntime_runner(state["onnx"])(z)
-            got = session.run(z)
-            error = float(np.abs(got - reference).max() / np.abs(reference).max())
-            tolerance = 1e-4 if provider == "cuda" else 1e-3
-            return {
-                "relative_max_error_vs_ort_cpu": error,
-                f"parity_{tolerance:g}": error <= tolerance,
-                **_throughput(session.run, z),
-            }
-
-        return run_check
-
-    def native_tensorrt(precision: str):
-        def run_check():
-            from nmrladder.export.parity import onnxruntime_runner
-            from nmrladder.export.tensorrt_build import Profile, build_engine
-            from nmrladder.runtime.sessions import TensorRTSession
-
-            if env is None or not env.get("tensorrt"):
-                raise SkipStep("tensorrt is not installed here")
-            if "onnx" not in state:
-                raise SkipStep("no ONNX export")
-            profile = Profile(
-                256, args.length, max(args.length, 32768), 1, args.batch, max(args.batch, 16)
-            )
-            plan, sidecar = build_engine(
-                state["onnx"],
-                args.out / f"reference.{precision}.plan",
-                precision=precision,
-                profiles=(profile,),
-                timing_cache=args.out / "timing.cache",
-            )
-            session = TensorRTSession(plan)
-            z = state["z"]
-            reference = onnxruntime_runner(state["onnx"])(z)
-            got = session.run(z)
-            error = float(np.abs(got - reference).max() / np.abs(reference).max())
-            tolerance = 1e-3 if precision == "fp32" else 2e-2
-            return {
-                "relative_max_error_vs_ort_cpu": error,
-                f"parity_{tolerance:g}": error <= tolerance,
-                "sidecar": json.loads(sidecar.read_text()) | {"artefact": "..."},
-                **_throughput(session.run, z),
-            }
-
-        return run_check
-
-    check.step("reference_model", build_reference_model)
-    if "model" in state:
-        check.step("export_onnx_cpu_parity", export_reference)
-        check.step("torch_cuda", torch_cuda)
-        check.step("ort_cuda_ep", ort_provider("cuda"))
-        check.step("ort_tensorrt_ep", ort_provider("tensorrt"))
-        for precision in ("fp32", "fp16"):
-            check.step(f"tensorrt_{precision}", native_tensorrt(precision))
-
-    (args.out / "gpu_check.json").write_text(json.dumps(check.results, indent=2, default=str))
-    lines = ["| check | status | detail |", "| --- | --- | --- |"]
-    for name, result in check.results.items():
-        detail = {k: v for k, v in result.items() if k not in ("status", "traceback", "sidecar")}
-        lines.append(f"| {name} | {result['status']} | {json.dumps(detail, default=str)[:300]} |")
-    (args.out / "gpu_check.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0 if all(r["status"] != "failed" for r in check.results.values()) else 1
+    check = run_checks(args)
+    write_report(check.results, args.out)
+    return check.exit_code
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """The few CUDA runtime calls the native TensorRT backend needs, through cuda-python.
 
 Kept torch-free: device memory, a stream, async copies and device properties. Every call
-checks its status; a missing package or device is a BackendUnavailable with the install hint.
+checks its status. A missing package, driver or device is a BackendUnavailable with the
+install hint (the backend is not there); any other CUDA status is a CudaError (the backend is
+there and broke), so a GPU check never reads a failure as "no GPU".
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nmrladder.runtime.errors import BackendUnavailable
+from nmrladder.runtime.errors import BackendUnavailable, NmrLadderError
 
 INSTALL_HINT = "pip install 'nmrladder[gpu]'  (cuda-python with an NVIDIA driver)"
 TENSORRT_HINT = (
@@ -41,32 +43,58 @@ def cudart():
     return runtime
 
 
-def check(result):
-    """Unpack a cuda-python result tuple, raising on an error status."""
+class CudaError(NmrLadderError, RuntimeError):
+    """A CUDA runtime call failed on a machine that has CUDA: an error, never a missing backend."""
+
+
+def _status_name(rt, status) -> str:
+    _, name = rt.cudaGetErrorName(status)
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def check(result, what: str = "CUDA call"):
+    """Unpack a cuda-python result tuple, raising CudaError on an error status."""
     rt = cudart()
     status, *values = result if isinstance(result, tuple) else (result,)
     if status != rt.cudaError_t.cudaSuccess:
-        _, name = rt.cudaGetErrorName(status)
-        raise BackendUnavailable(
-            "cuda", f"CUDA call failed: {name.decode() if isinstance(name, bytes) else name}"
-        )
+        raise CudaError(f"{what} failed: {_status_name(rt, status)}")
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
 
 
 def device_count() -> int:
-    try:
-        return int(check(cudart().cudaGetDeviceCount()))
-    except BackendUnavailable:
+    """The CUDA devices of this machine: 0 when the driver finds none; BackendUnavailable when
+    cuda-python or a usable driver is missing; CudaError for any other status (a broken
+    driver or device is not "no device")."""
+    rt = cudart()
+    status, *values = rt.cudaGetDeviceCount()
+    if status == rt.cudaError_t.cudaSuccess:
+        return int(values[0])
+    if status == rt.cudaError_t.cudaErrorNoDevice:
         return 0
+    if status == rt.cudaError_t.cudaErrorInsufficientDriver:
+        raise BackendUnavailable(
+            "cuda",
+            "no NVIDIA driver, or one older than this CUDA runtime (cudaErrorInsufficientDriver)",
+            INSTALL_HINT,
+        )
+    raise CudaError(f"counting CUDA devices failed: {_status_name(rt, status)}")
+
+
+def set_device(device: int) -> None:
+    """Make ``device`` current for this thread (CUDA keeps the current device per thread)."""
+    check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
 
 
 def device_properties(device: int = 0) -> dict:
     """{"name", "compute_capability"} of a CUDA device, or BackendUnavailable."""
-    if device_count() <= device:
-        raise BackendUnavailable("cuda", f"no CUDA device {device} on this machine", INSTALL_HINT)
-    prop = check(cudart().cudaGetDeviceProperties(device))
+    count = device_count()
+    if count <= device:
+        raise BackendUnavailable(
+            "cuda", f"no CUDA device {device} on this machine ({count} found)", INSTALL_HINT
+        )
+    prop = check(cudart().cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
     return {"name": name.rstrip("\x00"), "compute_capability": f"{prop.major}.{prop.minor}"}
 
@@ -82,13 +110,13 @@ class DeviceBuffer:
     def reserve(self, nbytes: int) -> int:
         if nbytes > self.nbytes:
             self.free()
-            self.ptr = int(check(cudart().cudaMalloc(nbytes)))
+            self.ptr = int(check(cudart().cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
             self.nbytes = nbytes
         return self.ptr
 
     def free(self) -> None:
         if self.ptr:
-            check(cudart().cudaFree(self.ptr))
+            check(cudart().cudaFree(self.ptr), "cudaFree")
             self.ptr, self.nbytes = 0, 0
 
     def __del__(self):
@@ -102,7 +130,8 @@ class Stream:
     """A CUDA stream with host<->device copies of contiguous numpy arrays."""
 
     def __init__(self):
-        self.handle = check(cudart().cudaStreamCreate())
+        self.handle = None
+        self.handle = check(cudart().cudaStreamCreate(), "cudaStreamCreate")
 
     def to_device(self, ptr: int, array: np.ndarray) -> None:
         rt = cudart()
@@ -113,7 +142,8 @@ class Stream:
                 array.nbytes,
                 rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
                 self.handle,
-            )
+            ),
+            "cudaMemcpyAsync (host to device)",
         )
 
     def to_host(self, array: np.ndarray, ptr: int) -> None:
@@ -125,12 +155,27 @@ class Stream:
                 array.nbytes,
                 rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
                 self.handle,
-            )
+            ),
+            "cudaMemcpyAsync (device to host)",
         )
 
     def synchronize(self) -> None:
-        check(cudart().cudaStreamSynchronize(self.handle))
+        check(cudart().cudaStreamSynchronize(self.handle), "cudaStreamSynchronize")
+
+    def close(self) -> None:
+        """Destroy the stream (once); a closed stream takes no more work."""
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            check(cudart().cudaStreamDestroy(handle), "cudaStreamDestroy")
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the driver reclaims it anyway
+            pass
 
     @property
     def address(self) -> int:
+        if self.handle is None:
+            raise CudaError("the CUDA stream is closed")
         return int(self.handle)

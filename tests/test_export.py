@@ -240,9 +240,12 @@ def _tensorrt_and_gpu():
         import tensorrt  # noqa: F401
 
         from nmrladder.runtime.cuda import device_count
+        count = device_count()
     except ImportError:
         return "tensorrt is not installed (pip install 'nmrladder[gpu]')"
-    if device_count() == 0:
+    except Exception as err:  # a broken driver: the test cannot run, and says why
+        return f"CUDA is not usable here ({type(err).__name__}: {err})"
+    if count == 0:
         return "no CUDA GPU on this machine"
     return None
 

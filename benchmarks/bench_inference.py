@@ -7,6 +7,11 @@ see conftest.py), the models of conftest.py (the product model and METHOD's defa
 
 Groups:
 
+- ``like for like``: the product model at L = 16384, batch 1 (single-spectrum latency, p50
+  and p99) and batch 64 (time per spectrum), per precision: float32 ONNX Runtime against
+  float32 torch eager and torch.compile, the int8 copy ONNX Runtime runs against torch's own
+  int8 path (PT2E with the x86 inductor quantizer, compiled: torch_int8.py), the same
+  convolutions in int8. benchmarks/report.py puts it first, with the load it ran under.
 - ``latency``: one spectrum at L = 8192 .. 65536 through ONNX Runtime CPU (the product: its
   int8 copy, as the CPU backend runs it); p50 and p99 over the rounds in extra_info.
 - ``throughput``: batches of 1, 8 and 64 spectra at L = 16384 (spectra/s and points/s), int8.
@@ -16,9 +21,9 @@ Groups:
 - ``backends <role>``: batch 8, L = 16384 on the same weights: ONNX Runtime CPU in float32,
   its int8 copy (export/quantize.py: what ``nmrladder denoise`` runs on CPUs; its rms
   departure from float32 in extra_info), the same weights exported at opset 20 (GELU as one
-  op), torch eager and
-  torch.compile (what a user would do instead), and ORT CUDA / torch CUDA / TensorRT where
-  present (skipped with the reason otherwise).
+  op), torch eager and torch.compile (what a user would do instead), torch's int8 path
+  (``torch-int8``, as above), and ORT CUDA / torch CUDA / TensorRT where present (skipped
+  with the reason otherwise).
 - ``backends paired``: the int8 copy, float32 ORT and torch eager in alternating rounds
   (batch 8, L = 16384), ratios taken round by round: the drift-free form of the ratios above.
 - ``cold start``: session creation, first inference (the product's float32 file and its
@@ -40,12 +45,17 @@ BATCHES = (1, 8, 64)
 STREAM_BATCHES = (1, 2, 4, 8)
 L = 16384
 BACKEND_BATCH = 8
+# The first table of the report: one precision per pair of rows, at these batches.
+LIKE_FOR_LIKE = ("ort-cpu", "torch-eager", "torch-compile", "ort-cpu-int8", "torch-int8")
+LIKE_FOR_LIKE_BATCHES = (1, 64)
+INT8 = ("ort-cpu-int8", "torch-int8")
 BACKENDS = (
     "ort-cpu",
     "ort-cpu-int8",
     "ort-cpu-opset20",
     "torch-eager",
     "torch-compile",
+    "torch-int8",
     "ort-cuda",
     "torch-cuda",
     "tensorrt",
@@ -68,6 +78,29 @@ def _int8_session(model, sizes, threads: int | None = None):
     return OrtSession(model.int8_copy(sizes.cache), threads=threads or sizes.threads)
 
 
+# --------------------------------------------------------------------------- like for like
+
+
+@pytest.mark.parametrize("batch", LIKE_FOR_LIKE_BATCHES)
+@pytest.mark.parametrize("backend", LIKE_FOR_LIKE)
+def test_like_for_like(benchmark, models, sizes, recorder, backend, batch):
+    """The product model on one backend at one batch size, L = 16384: the report's first
+    table pairs each ONNX Runtime row with torch's rows of the same precision."""
+    model = models["product"]
+    n = sizes.length(L)
+    x = spectra(batch, n)
+    benchmark.group = f"like for like, L={L} (product)"
+    precision = "int8" if backend in INT8 else "float32"
+    benchmark.extra_info.update(
+        model.info(), length=n, batch=batch, backend=backend, precision=precision
+    )
+    run = _runner(model, backend, x, benchmark, sizes)
+    _checked(model, backend, run, x, benchmark, sizes)
+    rounds = sizes.rounds(50 if batch == 1 else 5)
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=2 if batch == 1 else 1)
+    recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)
+
+
 # --------------------------------------------------------------------------- latency
 
 
@@ -78,7 +111,9 @@ def test_latency(benchmark, models, sizes, recorder, length):
     session = _int8_session(model, sizes)
     x = spectra(1, n)
     benchmark.group = "latency, batch 1 (ORT CPU, product)"
-    benchmark.extra_info.update(model.info(), length=n, batch=1, precision="int8")
+    benchmark.extra_info.update(
+        model.info(), length=n, batch=1, precision="int8", backend="ort-cpu-int8"
+    )
     rounds = sizes.rounds(100 if length > 16384 else 200)
     benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=3)
     recorder(benchmark, spectra=1, points=n, flop=model.gflop(n) * 1e9)
@@ -94,7 +129,9 @@ def test_throughput(benchmark, models, sizes, recorder, batch):
     session = _int8_session(model, sizes)
     x = spectra(batch, n)
     benchmark.group = f"throughput, L={L} (ORT CPU, product)"
-    benchmark.extra_info.update(model.info(), length=n, batch=batch, precision="int8")
+    benchmark.extra_info.update(
+        model.info(), length=n, batch=batch, precision="int8", backend="ort-cpu-int8"
+    )
     rounds = sizes.rounds({1: 50, 8: 20, 64: 5}[batch])
     benchmark.pedantic(session.run, (x,), rounds=rounds, iterations=1, warmup_rounds=1)
     recorder(benchmark, spectra=batch, points=batch * n, flop=batch * model.gflop(n) * 1e9)
@@ -131,7 +168,9 @@ def _torch_runner(model, backend: str, x: np.ndarray, benchmark, compile_backend
         module = copy.deepcopy(module).to(device)  # the CPU baselines keep the shared one
     if backend == "torch-compile":
         started = time.perf_counter()
-        module = torch.compile(module, backend=compile_backend)
+        # one static graph per shape: a second shape would otherwise recompile the forward
+        # with symbolic sizes (dynamo's automatic dynamic shapes), another program
+        module = torch.compile(module, backend=compile_backend, dynamic=False)
         with torch.inference_mode():
             module(torch.from_numpy(x))  # compilation happens here, outside the timed rounds
         benchmark.extra_info["compile_s"] = time.perf_counter() - started
@@ -144,6 +183,96 @@ def _torch_runner(model, backend: str, x: np.ndarray, benchmark, compile_backend
             return y.cpu() if device == "cuda" else y  # the result on the host, like ORT
 
     return run
+
+
+# role -> (converted int8 graph, its int8 convolutions): quantized once, compiled per shape
+_TORCH_INT8: dict[str, tuple] = {}
+
+
+def _torch_int8_runner(model, x: np.ndarray, benchmark, sizes):
+    """torch's int8 path on x (torch_int8.py), compiled outside the timing; skipped with the
+    reason where it cannot be built here (torchao missing)."""
+    import time
+
+    import torch
+    from torch_int8 import available, compiled, quantize
+
+    from nmrladder.export.onnx_export import read_onnx_info
+    from nmrladder.export.quantize import _inputs
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    started = time.perf_counter()
+    if model.role not in _TORCH_INT8:
+        multiple = model.config.length_multiple
+        # the calibration spectra of the ONNX copy (export/quantize.py), shrunk like it in smoke
+        spectra, length = (4, 1024) if sizes.smoke else (16, 4096)
+        calibration = _inputs(spectra, max(length, multiple), multiple, seed=1)
+        _TORCH_INT8[model.role] = quantize(
+            model.torch_module(), model.int8_copy(sizes.cache), calibration, multiple
+        )
+    converted, quantized = _TORCH_INT8[model.role]
+    xt = torch.from_numpy(x)
+    module = compiled(converted, xt, backend=sizes.compile_backend)
+    onnx_int8 = read_onnx_info(model.int8_copy(sizes.cache)).extra["int8_convolutions"]
+    benchmark.extra_info.update(
+        compile_s=time.perf_counter() - started,
+        compile_backend=sizes.compile_backend,
+        int8_convolutions=quantized,
+        onnx_int8_convolutions=len(onnx_int8),
+        quantizer="PT2E, X86InductorQuantizer (torchao)",
+    )
+
+    def run():
+        with torch.inference_mode():
+            return module(xt)
+
+    return run
+
+
+def _runner(model, backend: str, x: np.ndarray, benchmark, sizes):
+    """A callable running ``backend`` on x with ``model``'s weights (warm-up left to the
+    caller, except compilation, which happens here)."""
+    from nmrladder.runtime.sessions import OrtSession
+
+    if backend == "ort-cpu":
+        session = model.session()
+        return lambda: session.run(x)
+    if backend == "ort-cpu-int8":
+        session = _int8_session(model, sizes)
+        return lambda: session.run(x)
+    if backend == "ort-cpu-opset20":
+        session = OrtSession(model.exported_at_opset(20, sizes.cache), threads=sizes.threads)
+        return lambda: session.run(x)
+    if backend == "torch-int8":
+        return _torch_int8_runner(model, x, benchmark, sizes)
+    if backend.startswith("torch"):
+        return _torch_runner(model, backend, x, benchmark, sizes.compile_backend)
+    return _gpu_session_runner(model, backend, x, sizes.cache)
+
+
+def _checked(model, backend: str, run, x: np.ndarray, benchmark, sizes) -> None:
+    """Run once (the warm-up: kernels chosen, memory allocated) and check the output against
+    float32 ORT CPU: the same function within float32 / fp16 tolerances, or, for an int8
+    path, within the int8 copy's budget in noise sigmas (x is in noise sigmas, so is the
+    output)."""
+    out = np.asarray(run())
+    if backend == "ort-cpu":
+        return
+    reference = model.session().run(x)
+    error = float(np.max(np.abs(out - reference)) / np.max(np.abs(reference)))
+    benchmark.extra_info["max_rel_diff_vs_ort_cpu"] = error
+    rms = float(np.sqrt(np.mean(np.square(out - reference, dtype=np.float64))))
+    benchmark.extra_info["rms_diff_vs_ort_cpu_sigma"] = rms
+    if backend in INT8:
+        from nmrladder.export.onnx_export import read_onnx_info
+
+        budget = read_onnx_info(model.int8_copy(sizes.cache)).extra["int8_budget_sigma"]
+        assert rms <= 1.5 * budget, f"{backend} departs from float32 by {rms:g} sigma rms"
+    else:
+        tolerance = 3e-2 if backend == "tensorrt" else 1e-3
+        assert error <= tolerance, f"{backend} differs from ORT CPU by {error:g} of the scale"
 
 
 def _gpu_session_runner(model, backend: str, x: np.ndarray, cache):
@@ -189,41 +318,13 @@ def _tensorrt_plan(model, shape: tuple[int, int], cache):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("role", ("product", "method"))
 def test_backend(benchmark, models, sizes, recorder, role, backend):
-    from nmrladder.runtime.sessions import OrtSession
-
     model = models[role]
     n = sizes.length(L)
     x = spectra(BACKEND_BATCH, n)
     benchmark.group = f"backends {role}, batch {BACKEND_BATCH}, L={L}"
     benchmark.extra_info.update(model.info(), length=n, batch=BACKEND_BATCH, backend=backend)
-    if backend == "ort-cpu":
-        session = model.session()
-        run = lambda: session.run(x)  # noqa: E731
-    elif backend == "ort-cpu-int8":
-        variant = _int8_session(model, sizes)
-        run = lambda: variant.run(x)  # noqa: E731
-    elif backend == "ort-cpu-opset20":
-        variant = OrtSession(model.exported_at_opset(20, sizes.cache), threads=sizes.threads)
-        run = lambda: variant.run(x)  # noqa: E731
-    elif backend.startswith("torch"):
-        run = _torch_runner(model, backend, x, benchmark, sizes.compile_backend)
-    else:
-        run = _gpu_session_runner(model, backend, x, sizes.cache)
-    reference = models[role].session().run(x) if backend != "ort-cpu" else None
-    out = np.asarray(run())  # also the warm-up: kernels chosen, memory allocated
-    if reference is not None:
-        # the same weights and the same function, within float32 / fp16 tolerances
-        tolerance = 3e-2 if backend == "tensorrt" else 1e-3
-        error = float(np.max(np.abs(out - reference)) / np.max(np.abs(reference)))
-        benchmark.extra_info["max_rel_diff_vs_ort_cpu"] = error
-        # x is in noise sigmas, so is the output: the int8 copy's budget is in these units
-        rms = float(np.sqrt(np.mean(np.square(out - reference, dtype=np.float64))))
-        benchmark.extra_info["rms_diff_vs_ort_cpu_sigma"] = rms
-        if backend == "ort-cpu-int8":
-            budget = variant.info.extra["int8_budget_sigma"]
-            assert rms <= 1.5 * budget, f"the int8 copy departs by {rms:g} sigma rms"
-        else:
-            assert error <= tolerance, f"{backend} differs from ORT CPU by {error:g} of the scale"
+    run = _runner(model, backend, x, benchmark, sizes)
+    _checked(model, backend, run, x, benchmark, sizes)
     heavy = model.gflop(n) * BACKEND_BATCH > 50  # METHOD's default: seconds per call
     rounds = sizes.rounds(5 if heavy else 10)
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0 if heavy else 1)

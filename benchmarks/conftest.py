@@ -8,12 +8,15 @@
   default U-Net (64-128-256-256) as the reference point. Exports are cached in
   NMRLADDER_BENCH_CACHE (default ~/.cache/nmrladder/bench). The torch baselines are built
   from the ONNX file's own initializers, and their outputs are checked once against ONNX
-  Runtime's, so every backend runs the same weights.
+  Runtime's, so every backend runs the same weights; torch's int8 path quantizes the same
+  convolutions as the ONNX int8 copy (torch_int8.py).
 - Sizes: NMRLADDER_BENCH_SMOKE=1 shrinks every shape (lengths / 32, tiny models, one round,
   torch.compile through aot_eager) so tests/test_bench_smoke.py runs each body in seconds;
   NMRLADDER_BENCH_QUICK=1 keeps the shapes and takes fewer rounds (``nmrladder bench --quick``).
-- Machine: CPU model, cores, library versions, the load average at the start of the session
-  (machine_info of the JSON) and at the start of each benchmark (its extra_info).
+- Machine: CPU model, cores (usable by the run, and the machine's CPU count), library
+  versions, the load average at the start of the session (machine_info of the JSON), at its
+  end, and at the start of each benchmark (its extra_info), with the CPU share other
+  processes took while each ran.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ def machine_summary() -> dict:
         "tag": machine_tag(),
         "cpu": cpu_model(),
         "cores": cores(),
+        "cpu_count": os.cpu_count(),
         "avx512": "avx512f" in cpu_flags(),
         "gpu": gpu,
         "numpy": numpy.__version__,

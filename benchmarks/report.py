@@ -5,7 +5,10 @@
 
 Writes ``DIR/<machine tag>.md`` (default DIR: benchmarks/results; ``-quick`` / ``-smoke`` is
 appended to the name for those modes) and prints it; --save-json keeps the JSON beside it under
-the same name. One table per benchmark group (median, p99, min, rounds, rates, the load average
+the same name. First the like-for-like table of the product model (per precision: ONNX Runtime
+against torch eager, torch.compile and torch's own int8 path on the same weights; one
+spectrum's latency and the time per spectrum at batch 8 and 64) with the load it ran under,
+then one table per benchmark group (median, p99, min, rounds, rates, the load average
 when each benchmark started, each row's time over the group's first row's), then the derived
 figures: ORT CPU over torch eager and torch.compile per model, end-to-end throughput over pure
 inference, the overlap of the pipeline's stages, preprocessing per spectrum as a share of the
@@ -127,6 +130,153 @@ def group_table(benches: list[dict]) -> list[str]:
     return lines
 
 
+# --------------------------------------------------------------------------- like for like
+
+HEADLINE_LENGTH = 16384
+HEADLINE_BATCHES = (1, 8, 64)
+# (precision, backend, what the row is called); ONNX Runtime first in each precision
+LIKE_ROWS = (
+    ("float32", "ort-cpu", "ONNX Runtime CPU"),
+    ("float32", "torch-eager", "torch eager"),
+    ("float32", "torch-compile", "torch.compile (inductor)"),
+    ("int8", "ort-cpu-int8", "ONNX Runtime CPU, the int8 copy"),
+    ("int8", "torch-int8", "torch int8: PT2E, x86 inductor quantizer, compiled"),
+)
+NOT_MEASURED = "not measured in this results file"
+
+
+def _headline_source(bench: dict) -> tuple[str, int] | None:
+    """(backend, batch) of a benchmark of the product model at HEADLINE_LENGTH points, or
+    None. The like-for-like group holds every cell; files from before it existed still give
+    batch 8 (the backends group) and the int8 copy's batch 1 and 64 (latency, throughput)."""
+    group, extra = bench.get("group") or "", bench.get("extra_info", {})
+    params = bench.get("params") or {}
+    if group.startswith("like for like"):
+        return extra["backend"], extra["batch"]
+    if group.startswith("backends product"):
+        return extra.get("backend"), extra.get("batch")
+    if group.startswith("latency") and params.get("length") == HEADLINE_LENGTH:
+        return extra.get("backend", "ort-cpu-int8"), 1
+    if group.startswith("throughput") and params.get("batch") in (1, 64):
+        return extra.get("backend", "ort-cpu-int8"), params["batch"]
+    return None
+
+
+def headline(data: dict) -> dict[tuple[str, int], dict]:
+    """(backend, batch) -> the benchmark that measures it (the like-for-like group first,
+    then the backends group, then latency, then throughput)."""
+    rank = ("like for like", "backends product", "latency", "throughput")
+    found: dict[tuple[str, int], dict] = {}
+    for bench in sorted(
+        data["benchmarks"],
+        key=lambda b: next(
+            (i for i, r in enumerate(rank) if (b.get("group") or "").startswith(r)), len(rank)
+        ),
+    ):
+        key = _headline_source(bench)
+        if key and key not in found:
+            found[key] = bench
+    return found
+
+
+def per_spectrum(bench: dict) -> float:
+    """Median seconds of a call over its batch size."""
+    return bench["stats"]["median"] / bench["extra_info"].get("batch", 1)
+
+
+def p99(bench: dict) -> float:
+    extra = bench.get("extra_info", {})
+    if extra.get("p99_s") is not None:
+        return extra["p99_s"]
+    ordered = sorted(bench["stats"].get("data") or [bench["stats"]["max"]])
+    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+
+
+def skip_reasons(data: dict) -> dict[str, str]:
+    """backend -> why its benchmarks were skipped (the first reason recorded)."""
+    reasons: dict[str, str] = {}
+    for name, reason in data.get("nmrladder", {}).get("skipped", []):
+        backend = name.split("[", 1)[-1].rstrip("]").split("-", 1)[-1]
+        if name.startswith("test_like_for_like"):
+            backend = name.split("[", 1)[-1].rstrip("]").rsplit("-", 1)[0]
+        reasons.setdefault(backend, reason)
+    return reasons
+
+
+def load_sentence(data: dict, benches: list[dict]) -> str:
+    """The load the run met: load averages at its start and end, the CPU count, and the most
+    CPU other processes took during ``benches``."""
+    info = machine(data)
+    start = info.get("load_average_at_start") or ["?"]
+    end = (data.get("nmrladder", {}).get("load_average_at_end") or ["?"])[0]
+    cpus = info.get("cpu_count", info.get("cores", "?"))
+    usable = info.get("cores", "?")
+    others = [b["extra_info"]["others_cpu_share"] for b in benches
+              if "others_cpu_share" in b.get("extra_info", {})]
+    took = ""
+    if others:
+        took = f"; other processes took up to {max(others):.0%} of the CPU during these benchmarks"
+    return (
+        f"Load: 1-minute load average {start[0]} at the start of the run and {end} at its end, "
+        f"on {cpus} CPUs ({usable} usable by the run){took}. On 2 cores one busy neighbour "
+        "moves these figures by up to 2x: compare rows of one run, on an idle machine."
+    )
+
+
+def like_for_like_table(data: dict) -> list[str]:
+    """The first table of the report: per precision, ONNX Runtime against torch on the same
+    weights, at batch 1 (latency), 8 and 64 (time per spectrum). Cells the file has no
+    benchmark for say so; a backend skipped here says why under the table."""
+    found = headline(data)
+    if not any(backend == "ort-cpu" or backend == "ort-cpu-int8" for backend, _ in found):
+        return []
+    reasons = skip_reasons(data)
+    model = next(iter(found.values()))["extra_info"].get("model", "product")
+    lines = [
+        f"## Like for like: {model}, L = {HEADLINE_LENGTH}",
+        "",
+        "Each precision's ONNX Runtime row against torch on the same weights. Batch 1 is the "
+        "latency of one spectrum (median, p99 in brackets); batch 8 and 64 the time per "
+        "spectrum (a call's median over its batch). `/ ORT` is the row's time over ONNX "
+        "Runtime's of the same precision and batch (above 1: ONNX Runtime is faster).",
+        "",
+        "| precision | backend | batch 1 (p99) | batch 8, per spectrum | batch 64, per spectrum "
+        "| / ORT, batch 1; 8; 64 |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    notes = []
+    for precision, backend, what in LIKE_ROWS:
+        ort = "ort-cpu" if precision == "float32" else "ort-cpu-int8"
+        cells, ratios = [], []
+        for batch in HEADLINE_BATCHES:
+            bench = found.get((backend, batch))
+            if bench is None:
+                cells.append("not run (below)" if backend in reasons else NOT_MEASURED)
+                ratios.append("-")
+                continue
+            cell = seconds(per_spectrum(bench))
+            if batch == 1:
+                cell += f" ({seconds(p99(bench))})"
+            cells.append(cell + (" [disturbed]" if disturbed(bench) else ""))
+            base = found.get((ort, batch))
+            ratios.append(f"{per_spectrum(bench) / per_spectrum(base):.2f}x" if base else "-")
+        if backend in reasons and any(c.startswith("not run") for c in cells):
+            notes.append(f"- {what}: not run here: {reasons[backend]}")
+        lines.append(f"| {precision} | {what} | " + " | ".join(cells) + f" | {'; '.join(ratios)} |")
+    lines += ["", load_sentence(data, list(found.values()))]
+    one, many = found.get(("ort-cpu-int8", 1)), found.get(("ort-cpu-int8", 64))
+    if one and many:
+        lines += [
+            "",
+            f"- **One spectrum** (the int8 copy the CPU backend runs, batch 1): "
+            f"**{seconds(per_spectrum(one))}** (p99 {seconds(p99(one))}); "
+            f"**per spectrum at batch 64**: **{seconds(per_spectrum(many))}**.",
+        ]
+    if notes:
+        lines += [""] + notes
+    return lines
+
+
 def _by_name(benches: list[dict]) -> dict[str, dict]:
     return {short_name(b): b for b in benches}
 
@@ -210,17 +360,24 @@ def _backends(role: str, benches: list[dict], peak: float) -> list[str]:
 
 
 def _int8(named: dict, float32_median: float) -> str:
-    """The int8 copy (what ``nmrladder denoise`` runs on CPUs) against float32 ORT and eager."""
+    """The int8 copy (what ``nmrladder denoise`` runs on CPUs) against float32 ORT, torch's
+    own int8 path (like for like) and float32 torch eager (across precisions)."""
     int8 = named.get("ort-cpu-int8")
     if not int8:
         return ""
     median = int8["stats"]["median"]
     sentence = f" Its int8 copy runs {float32_median / median:.2f}x float32 ORT CPU"
+    torch_int8 = named.get("torch-int8")
+    if torch_int8:
+        sentence += f", {torch_int8['stats']['median'] / median:.2f}x torch's int8 path"
     eager = named.get("torch-eager")
     if eager:
         ratio = eager["stats"]["median"] / median
         goal = TARGETS["ort_over_eager_method"]
-        sentence += f" and **{ratio:.2f}x torch eager** (target >= {goal}x: {met(ratio >= goal)})"
+        sentence += (
+            f" and **{ratio:.2f}x float32 torch eager** (across precisions; target >= {goal}x: "
+            f"{met(ratio >= goal)})"
+        )
     rms = int8["extra_info"].get("rms_diff_vs_ort_cpu_sigma", float("nan"))
     return sentence + f", {rms:.4f} noise sigmas rms from float32."
 
@@ -234,7 +391,7 @@ def _paired(benches: list[dict]) -> list[str]:
             continue
         parts = []
         for slow, fast, what in (
-            ("torch-eager", "ort-cpu-int8", "the int8 copy over torch eager"),
+            ("torch-eager", "ort-cpu-int8", "the int8 copy over float32 torch eager"),
             ("torch-eager", "ort-cpu", "float32 ORT over torch eager"),
             ("ort-cpu", "ort-cpu-int8", "the int8 copy over float32 ORT"),
         ):
@@ -428,6 +585,9 @@ def render(data: dict) -> str:
             f"{rerun['load_average_at_end']} at the end"
         )
     body = []
+    first = like_for_like_table(data)
+    if first:
+        body += [""] + first
     for group, benches in groups(data).items():
         body += ["", f"## {group}", ""] + group_table(benches)
     figures = derived(data)

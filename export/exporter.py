@@ -68,6 +68,7 @@ def export_run(
 ) -> ExportSummary:
     """Export the final weights of a training run (see docs/export.md)."""
     from nmrladder.train.inference import load_run
+    from nmrladder.train.provenance import read_provenance
 
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
@@ -79,6 +80,7 @@ def export_run(
     model, config = load_run(run_dir)
     checkpoint = run_dir / "model.safetensors"
     description = training_data if training_data is not None else _describe_training(config)
+    provenance = {"provenance": {**read_provenance(run_dir), "config": config}}
     summary = ExportSummary()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_result = None
@@ -91,6 +93,7 @@ def export_run(
             max_length=max_length,
             checkpoint_sha256=sha256_of(checkpoint),
             training_data=description,
+            extra=provenance,
             parity=parity,
         )
         summary.onnx, summary.parity = onnx_result.path, onnx_result.parity
@@ -117,6 +120,7 @@ def export_run(
                 max_length=max_length,
                 checkpoint_sha256=sha256_of(checkpoint),
                 training_data=description,
+                extra=provenance,
             )
         )
         summary.pt2 = export_program(model, out_dir / f"{name}.pt2", info, max_length)

@@ -67,6 +67,7 @@ def artefact_info(
     max_length: int,
     checkpoint_sha256: str,
     training_data: str,
+    extra: dict | None = None,
 ) -> ArtefactInfo:
     import onnx
     import torch
@@ -92,6 +93,7 @@ def artefact_info(
         onnx_version=onnx.__version__,
         checkpoint_sha256=checkpoint_sha256,
         training_data=training_data,
+        extra=dict(extra or {}),
     )
 
 
@@ -142,6 +144,7 @@ def export_onnx(
     max_length: int = DEFAULT_MAX_LENGTH,
     checkpoint_sha256: str = "",
     training_data: str = "",
+    extra: dict | None = None,
     parity: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     parity_largest: int = 32768,
@@ -163,6 +166,7 @@ def export_onnx(
         max_length=max_length,
         checkpoint_sha256=checkpoint_sha256,
         training_data=training_data,
+        extra=extra,
     )
     with tempfile.TemporaryDirectory(prefix="nmrladder-export-") as scratch:
         raw = Path(scratch) / "raw.onnx"

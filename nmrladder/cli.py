@@ -3,6 +3,11 @@
 Verbs live in torch-free ``*_cli`` modules that define ``DESCRIPTION``, ``EXAMPLES``,
 ``add_arguments(parser)`` and ``run(args) -> int``; heavy imports (torch, onnx) happen
 inside ``run``, so ``nmrladder VERB --help`` stays fast and only the verb asked for is loaded.
+
+A verb that ends with another package's work gets it from here, the one place above every
+package (HOOKS): ``nmrladder train --export`` exports the trained run through the hook this
+module lends it, because training never imports the exporter (export -> train -> runtime,
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from nmrladder import __version__
 
@@ -25,6 +31,18 @@ VERBS: dict[str, tuple[str, str]] = {
     "bench": ("nmrladder.runtime.bench_cli", "latency / throughput suites against the baselines"),
     "demo": ("nmrladder.demo", "run the whole product on the embedded default"),
 }
+
+
+def _export_trained_run(run_dir: Path, out: Path, name: str) -> None:
+    """``nmrladder train --export DIR``: the trained run to DIR/NAME.onnx, parity checked."""
+    from nmrladder.export.exporter import export_run
+
+    summary = export_run(run_dir, out, formats=("onnx",), name=name)
+    print(f"exported:      {summary.onnx}; {summary.parity.summary()}")
+
+
+#: verb -> argument defaults that lend it another package's step (the module docstring).
+HOOKS: dict[str, dict] = {"train": {"export_hook": _export_trained_run}}
 
 
 def _build_parser(selected: str | None) -> argparse.ArgumentParser:
@@ -48,7 +66,7 @@ def _build_parser(selected: str | None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(verb_parser)
-        verb_parser.set_defaults(_run=module.run)
+        verb_parser.set_defaults(_run=module.run, **HOOKS.get(verb, {}))
     return parser
 
 

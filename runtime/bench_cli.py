@@ -9,16 +9,22 @@ from pathlib import Path
 
 DESCRIPTION = (
     "Measure the denoiser's speed on this machine with the pytest-benchmark suites of a source "
-    "checkout's benchmarks/ folder: single-spectrum latency (p50, p99) at 8k-64k points, batch "
-    "throughput, ONNX Runtime CPU (float32 and the int8 copy the CPU backend runs) against "
-    "torch eager and torch.compile on the same weights (and CUDA / TensorRT where present), "
+    "checkout's benchmarks/ folder. First, like for like on the shipped model at 16384 points: "
+    "float32 ONNX Runtime against float32 torch eager and torch.compile, the int8 copy the CPU "
+    "backend runs against torch's own int8 path (PT2E, x86 inductor quantizer, compiled; needs "
+    "torchao), each at batch 1 (single-spectrum latency) and per spectrum at batch 64, with "
+    "the load it ran under. Then latency (p50, p99) at 8k-64k points, batch "
+    "throughput, every backend at batch 8 on the same weights (and CUDA / TensorRT where "
+    "present), "
     "cold start, end-to-end file denoising against pure inference, and the network's GFLOP/s "
     "against the machine's sgemm peak. The product model is runtime/models/default.onnx (and "
     "default.int8.onnx) when shipped, else a seeded export of the candidate config; "
     "METHOD's default U-Net is the reference point. Results: OUT/<machine>.json (pytest-"
-    "benchmark) and OUT/<machine>.md (printed). Takes about 6 minutes on 2 cores (--quick: 3); "
-    "run it on an otherwise idle machine. Needs the train and dev extras (torch, onnx, "
-    "pytest-benchmark)."
+    "benchmark) and OUT/<machine>.md (printed). Takes minutes (--quick: fewer rounds); run it "
+    "on an otherwise idle machine: on 2 cores one busy neighbour moves the figures by up to "
+    "2x. Needs the train and dev extras (torch, onnx, pytest-benchmark, torchao). The figures "
+    "quoted in README.md and docs/ are generated from the reference results file: after a new "
+    "run there, `python benchmarks/figures.py` rewrites them."
 )
 EXAMPLES = """  nmrladder bench                               # the suites -> benchmarks/results
   nmrladder bench --quick --out /tmp/bench      # fewer rounds, same shapes
@@ -125,7 +131,7 @@ def run(args) -> int:
         env["NMRLADDER_BENCH_QUICK"] = "1"
     if args.cache:
         env["NMRLADDER_BENCH_CACHE"] = str(args.cache.resolve())
-    print(f"nmrladder bench: load average {os.getloadavg()[0]:.2f}; results go to {out}")
+    print(f"nmrladder bench: {load_line()} at the start; results go to {out}")
     try:
         code = subprocess.call(pytest_command(args, folder, json_path), cwd=folder.parent, env=env)
         if not json_path.is_file():
@@ -135,4 +141,11 @@ def run(args) -> int:
         rendered = subprocess.call([*report, "--save-json"], cwd=folder.parent, env=env)
     finally:
         json_path.unlink(missing_ok=True)
+    print(f"nmrladder bench: {load_line()} at the end (the report states both)")
     return code or rendered
+
+
+def load_line() -> str:
+    """The 1, 5 and 15 minute load averages and the CPU count, in one phrase."""
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"load average {load} on {os.cpu_count()} CPUs"

@@ -137,12 +137,20 @@ def run(args) -> int:
     )
     for failure in summary.failed:
         print(f"nmrladder denoise: failed: {failure.message}", file=sys.stderr)  # names the input
+    for reason, calls in summary.fallbacks.items():
+        print(
+            f"nmrladder denoise: note: preprocessing ran on the NumPy reference, slower, "
+            f"{calls} time(s): {reason}",
+            file=sys.stderr,
+        )
     return 1 if summary.failed else 0
 
 
 def _run_locally(args):
+    from nmrladder.runtime.batch_job import DenoiseJob
     from nmrladder.runtime.denoiser import Denoiser
-    from nmrladder.runtime.pipeline import DenoiseJob, discover_inputs, run_series
+    from nmrladder.runtime.inputs import discover_inputs
+    from nmrladder.runtime.series import run_series
 
     # A series is denoised one ladder (one batch) at a time: one stream on every thread.
     streams = 1 if args.series else args.streams or auto_streams(args.backend, args.threads)
@@ -187,7 +195,7 @@ def auto_streams(backend: str, threads: int | None) -> int:
 
 def _run_on_ray(args):
     from nmrladder.runtime.errors import InputError
-    from nmrladder.runtime.pipeline import discover_inputs
+    from nmrladder.runtime.inputs import discover_inputs
     from nmrladder.runtime.ray_engine import denoise_with_ray
 
     if args.series:

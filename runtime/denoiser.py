@@ -7,7 +7,8 @@
 
 Spectra may come in any normalisation (max, area, z-score, raw intensities): the input
 scaling (runtime/scaling.py) makes the network see every spectrum in its own noise units
-and maps the output back. Lengths outside the artefact's range are refused; others are
+and maps the output back; that and the residual step are the core every path shares
+(runtime/core.py). Lengths outside the artefact's range are refused; others are
 padded to the length multiple and cropped back.
 """
 
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nmrladder.runtime.core import Core, CoreDenoiser
 from nmrladder.runtime.errors import InputError, ModelError
-from nmrladder.runtime.residual import checked_factor, restore_residual
-from nmrladder.runtime.scaling import from_model_output, to_model_input
+from nmrladder.runtime.residual import checked_factor
 from nmrladder.runtime.sessions import default_threads, open_session
 
 DEFAULT_MODEL = "default.onnx"
@@ -63,7 +64,7 @@ class SeriesResult:
     preprocessing: object
 
 
-class Denoiser:
+class Denoiser(CoreDenoiser):
     """A denoising network behind one backend ("ort", "ort-cuda", "ort-tensorrt", "trt", "torch").
 
     ``model_path`` is an artefact file (.onnx, .plan, .pt2) or an export folder; ``batch_size``
@@ -101,12 +102,14 @@ class Denoiser:
         self.batch_size = batch_size
         self.threads = threads
         self.streams = streams
-        self.residual_lb = None if residual_lb is None else checked_factor(residual_lb)
+        residual_lb = None if residual_lb is None else checked_factor(residual_lb)  # before loading
         session_threads = threads
         if streams > 1:
             session_threads = max(1, (threads or default_threads()) // streams)
         self.session = open_session(self.model_path, backend, threads=session_threads)
         self.info = self.session.info
+        #: What the spectra go through around the network (runtime/core.py).
+        self.core = Core(self.info.length_multiple, residual_lb)
         # On a multi-threaded CPU session ONNX Runtime's convolutions take another path for a
         # lone row than for a row of a larger batch (another summation order): the last bits
         # of a spectrum would depend on its batch (shipped float32 model, L <= 8192). run_batch.
@@ -158,7 +161,12 @@ class Denoiser:
         """Denoise spectra [N, L] (or one [L]); the output has the input's shape and units."""
         single = np.ndim(spectra) == 1
         x = self._checked(np.atleast_2d(spectra), name)
-        z, centers, sigmas = to_model_input(x, self.info.length_multiple, threads=self.threads)
+        y = self.core.denoise(x, self._network, threads=self.threads)
+        return y[0] if single else y
+
+    def _network(self, z: np.ndarray) -> np.ndarray:
+        """The network on the canonical input z [N, L_pad], in batches of ``batch_size``,
+        ``streams`` of them side by side."""
         out = np.empty_like(z)
         chunks = [slice(s, s + self.batch_size) for s in range(0, z.shape[0], self.batch_size)]
 
@@ -175,10 +183,7 @@ class Denoiser:
         else:
             for chunk in chunks:
                 run(chunk)
-        y = from_model_output(out, centers, sigmas, x.shape[1])
-        if self.residual_lb is not None:
-            y = restore_residual(x, y, self.residual_lb, (centers, sigmas))
-        return y[0] if single else y
+        return out
 
     def denoise_series(self, ladder, name: str = "ladder", **preprocess_options) -> SeriesResult:
         """Denoise a ladder [R, L] (rung 0 lowest SNR) and fuse it (METHOD 2.1-2.4, 3.1).

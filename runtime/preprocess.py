@@ -4,7 +4,10 @@
 Each function converts its input once (C-contiguous float32 or float64, masks bool), rejects
 NaN/Inf with an :class:`InputError` before any kernel runs, and calls the kernel; the result
 equals the reference's (masks exactly, floats to rounding). Inputs a kernel does not cover
-(other dtypes or shapes, degenerate options) go to the reference unchanged.
+(other dtypes or shapes, degenerate options) go to the reference unchanged. The functions on
+the denoiser's path for every spectrum (robust_scale, robust_scale_batch, standardise) and
+the ladder chain (preprocess_ladder(s), runtime/chain.py) count such a fallback with its
+reason (runtime/dispatch.py: fallback_counts).
 
 Batched functions take ``threads=None`` (None: every OpenMP thread; results do not depend on
 the count). The reference is forced with the environment variable
@@ -14,20 +17,35 @@ the count). The reference is forced with the environment variable
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
-import math
 import numbers
-import os
-from dataclasses import asdict
-from dataclasses import fields as dataclass_fields
 
 import numpy as np
-from scipy.signal import savgol_coeffs
 
 from nmrladder.runtime import reference
-from nmrladder.runtime.errors import InputError
+from nmrladder.runtime.chain import CHAIN_OPTIONS, preprocess_ladder, preprocess_ladders
+from nmrladder.runtime.dispatch import (
+    KERNELS_BUILT,
+    backend,
+    fallback_counts,
+    floats_refusal,
+    kernels_refusal,
+    on_reference,
+    use_reference,
+)
+from nmrladder.runtime.dispatch import align as _align
+from nmrladder.runtime.dispatch import checked as _checked
+from nmrladder.runtime.dispatch import floats as _floats
+from nmrladder.runtime.dispatch import gaussian_taps as _gaussian_taps
+from nmrladder.runtime.dispatch import is_int as _is_int
+from nmrladder.runtime.dispatch import is_real as _is_real
+from nmrladder.runtime.dispatch import kernels_on as _kernels_on
+from nmrladder.runtime.dispatch import mask_bytes as _mask_bytes
+from nmrladder.runtime.dispatch import masks as _masks
+from nmrladder.runtime.dispatch import rescale as _rescale
+from nmrladder.runtime.dispatch import robust as _robust
+from nmrladder.runtime.dispatch import savgol_taps as _savgol_taps
+from nmrladder.runtime.dispatch import threads_argument as _threads
+from nmrladder.runtime.dispatch import window_taps as _window_taps
 from nmrladder.runtime.reference import (
     SHIFT_SMOOTH_SIGMA,
     LadderBatchResult,
@@ -35,19 +53,8 @@ from nmrladder.runtime.reference import (
     PreprocessOptions,
 )
 
-try:
-    from nmrladder.kernels import align as _align
-    from nmrladder.kernels import checks as _checks
-    from nmrladder.kernels import ladder as _ladder
-    from nmrladder.kernels import masks as _masks
-    from nmrladder.kernels import rescale as _rescale
-    from nmrladder.kernels import robust as _robust
-except ImportError:  # not built: everything runs on the reference (see backend())
-    KERNELS_BUILT = False
-else:
-    KERNELS_BUILT = True
-
 __all__ = [
+    "CHAIN_OPTIONS",
     "KERNELS_BUILT",
     "LadderBatchResult",
     "LadderResult",
@@ -61,6 +68,7 @@ __all__ = [
     "erode",
     "estimate_shift",
     "estimate_shifts",
+    "fallback_counts",
     "fuse",
     "fusion_weights",
     "local_shift_field",
@@ -76,96 +84,12 @@ __all__ = [
     "preprocess_ladders",
     "robust_scale",
     "robust_scale_batch",
+    "scaling_refusal",
     "smooth",
+    "standardise",
     "threshold_mask",
     "use_reference",
 ]
-
-_FORCE_REFERENCE = contextvars.ContextVar("nmrladder_force_reference", default=False)
-
-
-@contextlib.contextmanager
-def use_reference(enabled: bool = True):
-    """Run this module's functions on the NumPy reference inside the block (for comparisons)."""
-    token = _FORCE_REFERENCE.set(enabled)
-    try:
-        yield
-    finally:
-        _FORCE_REFERENCE.reset(token)
-
-
-def backend() -> str:
-    """``"kernels"`` or ``"reference"``: what this module's functions run on right now."""
-    return "kernels" if _kernels_on() else "reference"
-
-
-# Read once: the environment switch applies to the process (use_reference() within it).
-_ENVIRONMENT_FORCES_REFERENCE = (
-    os.environ.get("NMRLADDER_KERNELS", "").strip().lower() == "reference"
-)
-
-
-def _kernels_on() -> bool:
-    return KERNELS_BUILT and not _ENVIRONMENT_FORCES_REFERENCE and not _FORCE_REFERENCE.get()
-
-
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if not isinstance(threads, numbers.Integral) or threads < 1:
-        raise InputError(f"threads={threads!r}: use a positive integer, or None for all cores")
-    return int(threads)
-
-
-# --------------------------------------------------------------------------- input conversion
-
-
-def _floats(x) -> np.ndarray | None:
-    """x as a C-contiguous float32 (kept) or float64 array; None for what the kernels skip."""
-    arr = np.asarray(x)
-    if arr.dtype == np.float32 or arr.dtype == np.float64:
-        return np.ascontiguousarray(arr)
-    if arr.dtype.kind in "iub" or arr.dtype == np.float16:
-        return np.ascontiguousarray(arr, dtype=np.float64)
-    return None
-
-
-def _checked(arr: np.ndarray, function: str, what: str) -> np.ndarray:
-    bad = _checks.nonfinite_count(arr.reshape(-1))
-    if bad:
-        raise InputError(f"{function}: {bad} NaN/Inf value(s) in {what}")
-    return arr
-
-
-def _mask_bytes(mask, shape) -> np.ndarray | None:
-    """mask as C-contiguous uint8 0/1 of the given shape, or None if it has another shape."""
-    m = np.asarray(mask, dtype=bool)
-    if m.shape != tuple(shape):
-        return None
-    return np.ascontiguousarray(m).view(np.uint8)
-
-
-def _is_int(value) -> bool:
-    return type(value) is int or isinstance(value, numbers.Integral)
-
-
-def _is_real(value) -> bool:
-    if type(value) is not float and not isinstance(value, numbers.Real):
-        return False
-    return math.isfinite(value)
-
-
-@functools.lru_cache(maxsize=64)
-def _savgol_taps(window: int, polyorder: int) -> np.ndarray:
-    # reference.smooth: windows @ coeffs[::-1]
-    if window <= 1:
-        return np.ones(1)
-    return np.ascontiguousarray(savgol_coeffs(window, polyorder)[::-1])
-
-
-@functools.lru_cache(maxsize=64)
-def _gaussian_taps(sigma: float) -> np.ndarray:
-    return np.ascontiguousarray(reference.gaussian_taps(sigma))
 
 
 # --------------------------------------------------------------------------- robust statistics
@@ -267,13 +191,15 @@ def robust_scale(
     x: np.ndarray, alpha: float = 5.0, dilate_radius: int = 8, trend_radius: int = 64
 ) -> tuple[float, float]:
     """Baseline level and noise sigma of one spectrum without a ladder (inference scaling)."""
-    if _kernels_on() and np.ndim(x) == 1:
+    reason = scaling_refusal(x, alpha, dilate_radius, trend_radius, ndim=1)
+    if reason is None:
         centers, sigmas = _robust_scale_rows(
             np.reshape(x, (1, -1)), alpha, dilate_radius, trend_radius, 1
         )
-        if centers is not None:
-            return float(centers[0]), float(sigmas[0])
-    return reference.robust_scale(x, alpha, dilate_radius, trend_radius)
+        return float(centers[0]), float(sigmas[0])
+    return on_reference(
+        "robust_scale", reason, reference.robust_scale, x, alpha, dilate_radius, trend_radius
+    )
 
 
 def robust_scale_batch(
@@ -284,13 +210,20 @@ def robust_scale_batch(
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`robust_scale` of every row of ``spectra`` [N, L]: ``(centers [N], sigmas [N])``."""
-    if _kernels_on() and np.ndim(spectra) <= 2:
-        centers, sigmas = _robust_scale_rows(
+    reason = scaling_refusal(spectra, alpha, dilate_radius, trend_radius, ndim=2)
+    if reason is None:
+        return _robust_scale_rows(
             np.atleast_2d(spectra), alpha, dilate_radius, trend_radius, _threads(threads)
         )
-        if centers is not None:
-            return centers, sigmas
-    return reference.robust_scale_batch(spectra, alpha, dilate_radius, trend_radius)
+    return on_reference(
+        "robust_scale_batch",
+        reason,
+        reference.robust_scale_batch,
+        spectra,
+        alpha,
+        dilate_radius,
+        trend_radius,
+    )
 
 
 def standardise(
@@ -299,28 +232,44 @@ def standardise(
     """``(spectra - centers) / sigmas`` per row, float32 [N, padded] with zero padding on
     the right: the network's input. Kernel: one pass (robust.standardise_rows).
     NumPy: ``reference.standardise``, the same bits."""
-    if _kernels_on():
+    reason = kernels_refusal() or floats_refusal(spectra)
+    if reason is None and np.ndim(spectra) > 2:
+        reason = f"shape {np.shape(spectra)}: [N, L] or [L] expected"
+    if reason is None and padded < np.shape(spectra)[-1]:
+        reason = f"padded length {padded} below the length {np.shape(spectra)[-1]}"
+    if reason is None:
         arr = _floats(np.atleast_2d(spectra))
-        if arr is not None and arr.ndim == 2 and padded >= arr.shape[1]:
-            z = np.empty((arr.shape[0], padded), dtype=np.float32)
-            rows = np.ascontiguousarray(centers, dtype=np.float64).reshape(-1)
-            scales = np.ascontiguousarray(sigmas, dtype=np.float64).reshape(-1)
-            _robust.standardise_rows(arr, rows, scales, z)
-            return z
-    return reference.standardise(spectra, centers, sigmas, padded)
+        z = np.empty((arr.shape[0], padded), dtype=np.float32)
+        rows = np.ascontiguousarray(centers, dtype=np.float64).reshape(-1)
+        scales = np.ascontiguousarray(sigmas, dtype=np.float64).reshape(-1)
+        _robust.standardise_rows(arr, rows, scales, z)
+        return z
+    return on_reference(
+        "standardise", reason, reference.standardise, spectra, centers, sigmas, padded
+    )
+
+
+def scaling_refusal(
+    spectra, alpha=5.0, dilate_radius=8, trend_radius=64, ndim: int = 2
+) -> str | None:
+    """Why the compiled robust scaling cannot take ``spectra`` (at most ``ndim`` dimensions;
+    exactly one for ``ndim`` 1) with these options; None when it can."""
+    reason = kernels_refusal() or floats_refusal(spectra)
+    if reason is not None:
+        return reason
+    dims = np.ndim(spectra)
+    if dims > ndim or (ndim == 1 and dims != 1):
+        expected = "one spectrum [L]" if ndim == 1 else "[N, L] or [L]"
+        return f"shape {np.shape(spectra)}: {expected} expected"
+    if not _is_real(alpha):
+        return f"alpha={alpha!r} is not a finite number"
+    if not (_is_int(dilate_radius) and _is_int(trend_radius) and trend_radius >= 0):
+        return f"radii {dilate_radius!r}, {trend_radius!r}: integers, the trend's >= 0"
+    return None
 
 
 def _robust_scale_rows(rows, alpha, dilate_radius, trend_radius, threads):
-    arr = _floats(rows)
-    if (
-        arr is None
-        or not _is_real(alpha)
-        or not _is_int(dilate_radius)
-        or not _is_int(trend_radius)
-        or trend_radius < 0
-    ):
-        return None, None
-    _checked(arr, "robust_scale", "spectra")
+    arr = _checked(_floats(rows), "robust_scale", "spectra")
     return _robust.robust_scale_rows(arr, float(alpha), dilate_radius, trend_radius, threads)
 
 
@@ -447,21 +396,6 @@ def peak_and_baseline_masks(
         smooth_windows,
         smooth_polyorder,
     )
-
-
-def _window_taps(windows, polyorder):
-    """(taps back to back, their counts) for the kernels, or None for what they do not cover."""
-    if not isinstance(windows, (tuple, list)) or not windows or not _is_int(polyorder):
-        return None
-    if not all(_is_int(w) and (w <= 1 or w % 2 == 1) for w in windows):
-        return None
-    return _window_taps_cached(tuple(int(w) for w in windows), int(polyorder))
-
-
-@functools.lru_cache(maxsize=64)
-def _window_taps_cached(windows: tuple[int, ...], polyorder: int):
-    taps = [_savgol_taps(w, polyorder) for w in windows]
-    return np.concatenate(taps), np.array([t.size for t in taps], dtype=np.intp)
 
 
 # --------------------------------------------------------------------------- alignment
@@ -656,198 +590,3 @@ def fuse(spectra: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return reference.fuse(spectra, weights)
 
 
-# --------------------------------------------------------------------------- the ladder chain
-
-
-def preprocess_ladder(ladder, name: str = "ladder", **options) -> LadderResult:
-    """Run METHOD 2.1-2.4 and 3.1 on one ladder [R, L] (rung 0 = lowest SNR, R-1 = highest).
-
-    The whole chain runs in native code (ladder.preprocess_batch); options and results as
-    :func:`reference.preprocess_ladder`. Raises the reference's InputError on bad input.
-    """
-    if not _kernels_on():
-        return reference.preprocess_ladder(ladder, name, **options)
-    opts = reference.make_options(**options)
-    if isinstance(ladder, (list, tuple)) and len({np.shape(rung) for rung in ladder}) > 1:
-        reference.validate_ladder(ladder, opts, name)  # raises: rungs of different shapes
-    arr = np.asarray(ladder)
-    if not _chain_input_ok(arr, 2, opts):
-        reference.validate_ladder(arr, opts, name)  # raises what the reference raises
-        return reference.preprocess_ladder(ladder, name, **options)
-    batch = _run_chain(arr[None], [name], opts, options, threads=1, want_fields=True)
-    if batch is None:
-        return reference.preprocess_ladder(ladder, name, **options)
-    fields = batch.pop("shift_fields")
-    result = LadderBatchResult(**batch, params=asdict(opts))[0]
-    result.t_hat = float(result.t_hat)
-    result.shift_fields = fields[0] if opts.local else None
-    return result
-
-
-def preprocess_ladders(
-    batch, name: str = "ladders", threads: int | None = None, **options
-) -> LadderBatchResult:
-    """:func:`preprocess_ladder` over a batch [N, R, L], the ladders in parallel (``threads``).
-
-    The native chain releases the GIL once for the whole batch; the fields come back
-    stacked as :func:`reference.preprocess_ladders` stacks them.
-    """
-    if not _kernels_on():
-        return reference.preprocess_ladders(batch, name, **options)
-    arr = np.asarray(batch)
-    if arr.ndim != 3:
-        raise InputError(f"{name}: expected shape [N, R, L], got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise InputError(f"{name}: the batch is empty")
-    opts = reference.make_options(**options)
-    names = [f"{name}[{i}]" for i in range(arr.shape[0])]
-    if not _chain_input_ok(arr, 3, opts):
-        reference.validate_ladder(arr[0], opts, names[0])  # raises for every ladder alike
-        return reference.preprocess_ladders(batch, name, **options)
-    stacked = _run_chain(arr, names, opts, options, _threads(threads), want_fields=False)
-    if stacked is None:
-        return reference.preprocess_ladders(batch, name, **options)
-    stacked.pop("shift_fields")
-    return LadderBatchResult(**stacked, params=asdict(opts))
-
-
-def _chain_input_ok(arr: np.ndarray, ndim: int, opts: PreprocessOptions) -> bool:
-    # The checks that reference.validate_ladder makes on the shape alone (all ladders alike).
-    return (
-        arr.ndim == ndim
-        and arr.dtype.kind in "iuf"
-        and arr.shape[-2] >= 2
-        and arr.shape[-1] > 0
-        and arr.shape[-1] >= opts.min_length()
-    )
-
-
-#: The PreprocessOptions the native chain implements: a reference with other options runs
-#: on the reference (and tests/test_kernels.py fails until the kernel catches up).
-CHAIN_OPTIONS = frozenset(
-    {
-        "reference",
-        "max_lag",
-        "local",
-        "local_window",
-        "local_max_lag",
-        "n_anchors",
-        "alpha",
-        "dilate_radius",
-        "dilate_relative",
-        "erode_radius",
-        "trend_radius",
-        "smooth_windows",
-        "smooth_polyorder",
-        "weights",
-        "gamma",
-        "w_max",
-        "scale_method",
-        "snr_percentile",
-    }
-)
-
-
-def _chain_options_ok(opts: PreprocessOptions) -> bool:
-    # Options the native chain implements; anything else runs on the reference.
-    if {f.name for f in dataclass_fields(PreprocessOptions)} != CHAIN_OPTIONS:
-        return False
-    integers = (
-        "max_lag",
-        "local_window",
-        "local_max_lag",
-        "n_anchors",
-        "dilate_radius",
-        "erode_radius",
-        "trend_radius",
-        "smooth_polyorder",
-    )
-    return (
-        all(_is_int(getattr(opts, name)) for name in integers)
-        and opts.trend_radius >= 0
-        and _is_real(opts.dilate_relative)
-        and isinstance(opts.alpha, numbers.Real)
-        and isinstance(opts.gamma, numbers.Real)
-        and isinstance(opts.snr_percentile, numbers.Real)
-        and (opts.w_max is None or isinstance(opts.w_max, numbers.Real))
-        and opts.scale_method in _rescale.SCALE_METHODS
-        and _window_taps(opts.smooth_windows, opts.smooth_polyorder) is not None
-    )
-
-
-def _run_chain(arr, names, opts, options, threads, want_fields):
-    """The native chain over arr [N, R, L]: stacked result fields, or None for the reference.
-
-    Errors keep the reference's order and text: ladders are checked (checks.check_ladders)
-    before any computes; the chain runs on the ladders before the first invalid one; the
-    first ladder with a non-zero status, or else the first invalid one, is handed to the
-    reference, which raises its own InputError (or computes a degenerate case the kernel
-    defers to it, and its result is kept).
-    """
-    if not _chain_options_ok(opts):
-        return None
-    x32 = np.ascontiguousarray(arr, dtype=np.float32)
-    offsets = np.zeros(x32.shape[:2])
-    middles = np.zeros((*x32.shape[:2], 2))
-    flags = _checks.check_ladders(x32, offsets, middles, threads)
-    invalid = np.flatnonzero(flags)
-    n_valid = int(invalid[0]) if invalid.size else x32.shape[0]
-    if n_valid == 0:
-        _raise_invalid(arr[0], opts, names[0])
-    taps, tap_counts = _window_taps(opts.smooth_windows, opts.smooth_polyorder)
-    result = _ladder.preprocess_batch(
-        x32[:n_valid],
-        offsets[:n_valid],
-        middles[:n_valid],
-        fused=opts.reference == "fused",
-        local=bool(opts.local),
-        max_lag=opts.max_lag,
-        local_window=opts.local_window,
-        local_max_lag=opts.local_max_lag,
-        n_anchors=opts.n_anchors,
-        alpha=float(opts.alpha),
-        dilate_radius=opts.dilate_radius,
-        dilate_relative=float(opts.dilate_relative),
-        erode_radius=opts.erode_radius,
-        trend_radius=opts.trend_radius,
-        savgol_taps=taps,
-        tap_counts=tap_counts,
-        weights_method=_rescale.WEIGHT_METHODS.get(opts.weights, _rescale.UNKNOWN_WEIGHT_METHOD),
-        gamma=float(opts.gamma),
-        has_cap=opts.w_max is not None,
-        cap=float(opts.w_max) if opts.w_max is not None else 0.0,
-        scale_method=_rescale.SCALE_METHODS[opts.scale_method],
-        percentile=float(opts.snr_percentile),
-        shift_taps=_gaussian_taps(SHIFT_SMOOTH_SIGMA),
-        want_fields=want_fields,
-        threads=threads,
-    )
-    status = result.pop("status")
-    del result["status_rung"], result["status_value"]
-    for i in np.flatnonzero(status):
-        # The reference raises this ladder's error, or decides the case the kernel deferred.
-        _splice(result, i, reference.preprocess_ladder(arr[i], names[i], **options))
-    if n_valid < x32.shape[0]:
-        _raise_invalid(arr[n_valid], opts, names[n_valid])
-    result["offsets"] = offsets
-    result["peak_mask"] = result["peak_mask"].view(bool)
-    result["base_mask"] = result["base_mask"].view(bool)
-    return result
-
-
-def _splice(result: dict, i: int, ladder: LadderResult) -> None:
-    for key, values in result.items():
-        if key == "shift_fields":
-            if values is not None and ladder.shift_fields is not None:
-                values[i] = ladder.shift_fields
-        elif key != "offsets":
-            values[i] = getattr(ladder, key)
-
-
-def _raise_invalid(ladder: np.ndarray, opts: PreprocessOptions, name: str) -> None:
-    reference.validate_ladder(ladder, opts, name)  # raises the reference's message
-    raise InputError(
-        f"{name}: invalid once converted to float32, the kernels' input type (a value beyond "
-        "the float32 range, or a rung that float32 rounding makes constant or of zero MAD); "
-        "set NMRLADDER_KERNELS=reference to process it in float64"
-    )

@@ -3,7 +3,7 @@
     driver:  plan (resume) -> ray.data.from_items(inputs) -> map_batches(actor pool)
              -> results stream back -> manifest.jsonl (its one writer) and the progress bar
     actor:   one per worker, on any node; builds its Denoiser once, then for each batch
-             reads and scales, infers, and writes atomically (nmrladder.runtime.pipeline)
+             reads and prepares, infers, finishes and writes atomically (runtime/stages.py)
 
 Inputs and the output folder must be on storage that every node sees under the same path.
 Outputs, their names and the manifest are the local engine's, so either engine resumes the
@@ -27,15 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from nmrladder.runtime.errors import BackendUnavailable, InputError, NmrLadderError
-from nmrladder.runtime.pipeline import (
+from nmrladder.runtime.inputs import colliding_names
+from nmrladder.runtime.manifest import FileResult, JobSummary, Manifest, plan_resume
+from nmrladder.runtime.stages import (
     STAGES,
-    FileResult,
-    JobSummary,
-    Manifest,
     ScaledInput,
-    _progress,
-    colliding_names,
-    plan_resume,
+    progress_bar,
     read_scaled,
     split_read_time,
     write_denoised,
@@ -147,7 +144,7 @@ class DenoiseActor:
             in_place=self.in_place,
             disambiguate=disambiguate,
             plot=self.plot,
-            residual_lb=self.denoiser.residual_lb,
+            core=self.denoiser.core,
             model=self.model,
         )
         result.seconds = time.perf_counter() - item.started
@@ -181,7 +178,7 @@ def denoise_with_ray(
     this machine's CPUs is started and shut down at the end. ``workers`` actors (default: as
     many as the cluster holds) each run ``threads_per_worker`` CPU threads (default 1) or,
     for a GPU backend (ort-cuda, ort-tensorrt, trt), one GPU each. Same outputs, manifest
-    and ``resume`` as :class:`~nmrladder.runtime.pipeline.DenoiseJob`; ``residual_lb``: as
+    and ``resume`` as :class:`~nmrladder.runtime.batch_job.DenoiseJob`; ``residual_lb``: as
     in :class:`~nmrladder.runtime.Denoiser`.
     """
     from nmrladder.runtime.artefact import artefact_fingerprint
@@ -306,7 +303,7 @@ def _run(
     context.max_errored_blocks = -1
     manifest = Manifest(out_dir)
     results: dict[int, FileResult] = {}
-    bar = _progress(len(rows), progress)
+    bar = progress_bar(len(rows), progress)
     try:
         for batch in _denoised(ray, rows, actor, pool).iter_batches(
             batch_size=None, batch_format="numpy"

@@ -219,14 +219,25 @@ def restore_residual(
 
 
 class ResidualBroadening:
-    """Any denoiser (``.denoise(x)``) followed by :func:`restore_residual` (an evaluation row
-    for a torch model; ``Denoiser(residual_lb=...)`` does the same itself)."""
+    """Any denoiser (``.denoise(x)``) followed by :func:`restore_residual`: an evaluation row
+    "model + residual LB".
+
+    A denoiser that runs the shared core (runtime/core.py: ``Denoiser``, ``TorchDenoiser``;
+    they offer ``with_residual``) does the step itself, inside that core, on the input scaling
+    it measured for the network: the row then scores what ``Denoiser(residual_lb=...)`` and
+    ``nmrladder denoise --residual-lb`` deliver. Any other denoiser is followed by
+    :func:`restore_residual`, which measures the input's scaling itself.
+    """
 
     def __init__(self, denoiser, factor: float = DEFAULT_FACTOR):
         self.denoiser = denoiser
         self.factor = checked_factor(factor)
+        with_residual = getattr(denoiser, "with_residual", None)
+        self._restoring = with_residual(self.factor) if callable(with_residual) else None
 
     def denoise(self, x: np.ndarray) -> np.ndarray:
+        if self._restoring is not None:
+            return self._restoring.denoise(x)
         return restore_residual(x, self.denoiser.denoise(x), self.factor)
 
     def __repr__(self) -> str:

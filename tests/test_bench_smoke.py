@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from nmrladder.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 GROUPS = (
+    "like for like, L=16384 (product)",
     "latency, batch 1 (ORT CPU, product)",
     "throughput, L=16384 (ORT CPU, product)",
     "one stream (1 thread), L=16384 (ORT CPU, product)",
@@ -70,13 +72,17 @@ def test_bench_suites_run_and_render(tmp_path):
         assert figure in text
     assert "## Skipped" in text or "torch CUDA" in text  # GPU rows run or say why not
     assert text in done.stdout  # the verb prints the tables
+    # the verb states the load it ran under, and so does the report
+    assert re.search(r"load average [\d.]+, [\d.]+, [\d.]+ on \d+ CPUs at the start", done.stdout)
+    assert re.search(r"load average [\d.]+, [\d.]+, [\d.]+ on \d+ CPUs at the end", done.stdout)
+    _check_like_for_like(text, data_of(saved))
     data = json.loads(saved.read_text())
     ran = {b["name"] for b in data["benchmarks"]}
     assert {"test_denoise_job", "test_pure_inference", "test_peak_sgemm[torch]"} <= ran
     assert {"test_backend[product-ort-cpu-int8]", "test_backend[method-ort-cpu-int8]"} <= ran
-    assert "Its int8 copy runs" in text
+    assert "Its int8 copy runs" in text and "x float32 torch eager** (across precisions" in text
     assert {"test_backends_paired[product]", "test_backends_paired[method]"} <= ran
-    assert "paired rounds" in text and "the int8 copy over torch eager **" in text
+    assert "paired rounds" in text and "the int8 copy over float32 torch eager **" in text
     assert {"test_cold_session[product-int8]", "test_cold_first_inference[product-int8]"} <= ran
     assert "Cold start, " in text and ", int8**: session" in text
     job = next(b for b in data["benchmarks"] if b["name"] == "test_denoise_job")
@@ -89,6 +95,38 @@ def test_bench_suites_run_and_render(tmp_path):
     assert job["extra_info"]["paired_fraction"] == pytest.approx(np.median(pure) / np.median(walls))
     assert "timed before each round of the job" in text
     assert data["machine_info"]["nmrladder"]["cores"] >= 1
+
+
+def data_of(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _check_like_for_like(text: str, data: dict) -> None:
+    """The report opens with the like-for-like table, every cell of this run measured (torch's
+    int8 path: measured, or not run with the reason), and the load it ran under."""
+    body = text.split("\n## ")
+    assert body[1].startswith("Like for like: "), body[1][:80]
+    table = body[1]
+    rows = [line for line in table.split("\n") if line.startswith(("| float32 |", "| int8 |"))]
+    assert len(rows) == 5
+    assert "Load: 1-minute load average" in table and " CPUs (" in table
+    ran = {b["name"] for b in data["benchmarks"]}
+    for row in rows[:4]:
+        assert "not measured" not in row and "not run" not in row, row
+    torch_int8 = rows[4]
+    if "test_like_for_like[torch-int8-1]" in ran:
+        assert "not measured" not in torch_int8 and "not run" not in torch_int8
+        (extra,) = [b["extra_info"] for b in data["benchmarks"]
+                    if b["name"] == "test_like_for_like[torch-int8-1]"]
+        # as many convolutions in int8 as the ONNX copy, within its error budget
+        assert extra["int8_convolutions"] == extra["onnx_int8_convolutions"] >= 1
+        assert extra["rms_diff_vs_ort_cpu_sigma"] <= 0.03
+    else:
+        assert "not run (below)" in torch_int8 and "not run here: torchao" in table
+    batches = {(b["extra_info"]["backend"], b["extra_info"]["batch"])
+               for b in data["benchmarks"] if b["group"].startswith("like for like")}
+    assert {("ort-cpu", 1), ("torch-eager", 64), ("ort-cpu-int8", 64)} <= batches
+    assert "**One spectrum**" in table and "**per spectrum at batch 64**" in table
 
 
 def test_kernel_and_simulator_suites_run(tmp_path):

@@ -12,7 +12,7 @@ Every denoiser here is linear and shift-invariant, preserves constants (its kern
 Each has a classmethod ``tune(val_items)`` that returns an instance whose parameters
 maximise the mean error-based SNR gain inside the truth's peak regions on the VALIDATION
 items (never the test split), and records the grid it searched in ``.tuning``. Validation
-items are the :class:`nmrladder.train.evaluate.EvalItem` of a ladder set (anything with
+items are the :class:`nmrladder.train.eval_items.EvalItem` of a ladder set (anything with
 ``noisy``, ``truth`` and ``region`` arrays [L]); a Ladders object, a path or a list of
 EvalItem are accepted.
 """
@@ -64,7 +64,7 @@ def _val_items(val_items) -> list:
     if isinstance(val_items, (list, tuple)):
         items = list(val_items)
     else:
-        from nmrladder.train.evaluate import prepare_items  # evaluate imports this module
+        from nmrladder.train.eval_items import prepare_items
 
         items = prepare_items(val_items, "validation")
     if not items:

@@ -6,9 +6,9 @@ spectra in ANY normalisation. Here:
 - :func:`load_run` reads a RUN directory written by training: ``config.toml`` (its
   ``[model]`` table is ``ModelConfig.to_dict()``) and ``model.safetensors`` (the UNet1d
   state_dict), and returns ``(model, config)``.
-- :class:`TorchDenoiser` wraps a UNet1d with the runtime's canonical input scaling
-  (:mod:`nmrladder.runtime.scaling`: ``z = (x - center) / sigma``, zero padding to the length
-  multiple, ``y = center + sigma * net(z)``), so it matches every exported backend.
+- :class:`TorchDenoiser` wraps a UNet1d in the runtime's core (:mod:`nmrladder.runtime.core`:
+  ``z = (x - center) / sigma``, zero padding to the length multiple, ``y = center + sigma *
+  net(z)``, then the residual step if asked), so it matches every exported backend.
 - :func:`load_denoiser` takes a RUN directory (TorchDenoiser) or an ``.onnx`` artefact
   (``nmrladder.runtime.Denoiser``).
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmrladder.runtime.core import Core, CoreDenoiser
 from nmrladder.runtime.errors import InputError, ModelError
 
 __all__ = ["TorchDenoiser", "load_denoiser", "load_run"]
@@ -108,8 +109,10 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-class TorchDenoiser:
-    """A UNet1d behind the project's denoiser API, with the runtime's input scaling.
+class TorchDenoiser(CoreDenoiser):
+    """A UNet1d behind the project's denoiser API, around it the runtime's core
+    (:mod:`nmrladder.runtime.core`: the input scaling and, with ``residual_lb``, the residual
+    step), so that it matches every exported backend.
 
     ``batch_size`` spectra go through the network at a time, on the model's device;
     ``threads`` sets torch's intra-op threads during :meth:`denoise` (None: leave torch's
@@ -117,27 +120,36 @@ class TorchDenoiser:
     in training can be evaluated between epochs.
     """
 
-    def __init__(self, model, batch_size: int = 8, threads: int | None = None):
+    def __init__(
+        self,
+        model,
+        batch_size: int = 8,
+        threads: int | None = None,
+        residual_lb: float | None = None,
+    ):
         if batch_size < 1:
             raise InputError(f"batch_size={batch_size} must be >= 1")
         self.model = model
         self.batch_size = int(batch_size)
         self.threads = threads
         self.multiple = int(model.config.length_multiple)
+        self.core = Core(self.multiple, residual_lb)
 
     def denoise(self, x: np.ndarray) -> np.ndarray:
         """Denoised spectra, float32, same shape as x ([N, L] or [L], any normalisation)."""
-        import torch
-
-        from nmrladder.runtime.scaling import from_model_output, to_model_input
-
         arr = np.asarray(x)
         single = arr.ndim == 1
         rows = np.atleast_2d(arr)
         if rows.ndim != 2 or not np.all(np.isfinite(rows)):
             raise InputError(f"spectra: expected finite values of shape [N, L] or [L], "
                              f"got shape {arr.shape}")
-        z, centers, sigmas = to_model_input(rows, self.multiple)
+        y = self.core.denoise(rows, self._network)
+        return y[0] if single else y
+
+    def _network(self, z: np.ndarray) -> np.ndarray:
+        """The model on the canonical input z [N, L_pad], in batches, in eval mode."""
+        import torch
+
         out = np.empty_like(z)
         device = next(self.model.parameters()).device
         was_training = self.model.training
@@ -149,8 +161,7 @@ class TorchDenoiser:
                     out[start:start + self.batch_size] = self.model(batch).cpu().numpy()
         finally:
             self.model.train(was_training)
-        y = from_model_output(out, centers, sigmas, rows.shape[1])
-        return y[0] if single else y
+        return out
 
 
 def load_denoiser(path: str | os.PathLike, batch_size: int = 8, threads: int | None = None):

@@ -77,12 +77,16 @@ def load_run_config(args: argparse.Namespace) -> dict:
 
 def after_training(run_dir: Path, args: argparse.Namespace) -> None:
     """Runs once training has written RUN/model.safetensors: exports it (--export) and
-    prints where everything is."""
+    prints where everything is. The export is the hook the ``nmrladder`` dispatcher lends
+    this verb (nmrladder/cli.py, HOOKS): training never imports the exporter."""
     if args.export is not None:
-        from nmrladder.export.exporter import export_run
+        export_hook = getattr(args, "export_hook", None)
+        if export_hook is None:
+            from nmrladder.runtime.errors import InputError
 
-        summary = export_run(run_dir, args.export, formats=("onnx",), name=args.export_name)
-        print(f"exported:      {summary.onnx}; {summary.parity.summary()}")
+            raise InputError("--export: run the verb through the nmrladder command, which "
+                             "lends it the exporter")
+        export_hook(run_dir, args.export, args.export_name)
     print(f"final weights: {run_dir / 'model.safetensors'}")
     print(f"config:        {run_dir / 'config.toml'}")
     print(f"log:           {run_dir / 'log.csv'}")
@@ -101,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     # Under torchrun (docs/scale-out.md) every rank runs this; rank 0 alone reports and
     # exports, and each rank keeps its own on-disk cache (no two writers on one file).
     rank, world_size = launched()
+    if rank == 0:
+        from nmrladder.train.provenance import record_run
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record_run(run_dir, list(args.data), args.val)
     cache = run_dir / "cache" / (f"rank{rank}" if world_size > 1 else "")
     data = prepare_from_config(list(args.data), config, cache, "train", progress)
     val = prepare_from_config(args.val, config, cache, "val", progress) if args.val else None

@@ -1,0 +1,212 @@
+"""The per-input stages of a batch job, shared by the local engine and the Ray engine.
+
+    read_scaled:     read one file, check its length, prepare it for the network (runtime/core.py)
+    (the network runs on batches of prepared inputs: the engine's own business)
+    write_denoised:  finish the network's output (runtime/core.py) and write it atomically
+
+Each stage turns a failure of its input into a message naming the file (:func:`failure_message`:
+the same policy for every engine and for series mode), so one bad file fails alone and the job
+goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nmrladder.runtime.core import Core, Prepared, prepare
+from nmrladder.runtime.errors import NmrLadderError
+from nmrladder.runtime.manifest import FileResult, residual_step
+
+STAGES = ("read", "scale", "infer", "write")  # JobSummary.stage_seconds, in pipeline order
+# The output's estimated SNR (manifest, "estimated SNR fell") from every 4th point: the full
+# estimate was a large share of the file thread's work in a batch job (benchmarks/README.md).
+OUTPUT_SNR_EVERY = 4
+
+
+@dataclass
+class ScaledInput:
+    """One input read and prepared for the network (``z``: its row of the network's input),
+    or the reason it could not be."""
+
+    index: int
+    path: Path
+    spectrum: object = None
+    prepared: Prepared | None = None
+    z: np.ndarray | None = None
+    snr_before: float = float("nan")
+    error: str = ""
+    started: float = 0.0
+    read_seconds: float = 0.0  # of the time since ``started``, reading (the rest is scaling)
+
+
+def estimated_snr(spectrum: np.ndarray, every: int = 1) -> tuple[float, float]:
+    """(SNR, sigma) without a truth: tallest point over the robust baseline noise.
+
+    The stated convention (height over RMS noise), with the height read off the spectrum
+    itself, so noise spikes count: it reads high on pure noise (~4-5). ``every`` > 1 takes
+    the baseline level and noise from every ``every``-th point, the masks' radii shrunk to
+    span the same ppm: the noise of a stationary baseline is the same on a subsample, and
+    the batch job spends half the time on each output (OUTPUT_SNR_EVERY).
+    """
+    from nmrladder.runtime.preprocess import robust_scale
+
+    values = np.asarray(spectrum, dtype=np.float32)
+    center, sigma = robust_scale(
+        np.ascontiguousarray(values[::every]), 5.0, max(8 // every, 1), max(64 // every, 1)
+    )
+    if not sigma > 0:
+        return float("inf"), 0.0
+    return float((np.max(values) - center) / sigma), float(sigma)
+
+
+def read_scaled(index: int, path: Path, info) -> ScaledInput:
+    """Read one input and prepare it for the network (``info``: the artefact's ArtefactInfo).
+
+    A bad input comes back with ``error`` set (naming the file), never as an exception: an
+    unexpected one from a parser on a malformed file fails that file only.
+    """
+    from nmrladder.runtime.io import read_spectrum
+
+    item = ScaledInput(index, path, started=time.perf_counter())
+    try:
+        spectrum = read_spectrum(path)
+        info.check_length(len(spectrum), str(path))
+        item.read_seconds = time.perf_counter() - item.started
+        prepared = prepare(spectrum.intensities[None, :], info.length_multiple, threads=1)
+        item.spectrum, item.prepared, item.z = spectrum, prepared, prepared.z[0]
+        center, sigma = float(prepared.centers[0]), float(prepared.sigmas[0])
+        item.snr_before = float((spectrum.intensities.max() - center) / sigma)
+    except Exception as err:
+        item.error = failure_message(err, path)
+    return item
+
+
+def write_denoised(
+    item: ScaledInput,
+    output: np.ndarray | None,
+    out_dir: Path,
+    *,
+    core: Core,
+    in_place: bool = False,
+    disambiguate: bool = False,
+    plot: bool = False,
+    model: str = "",
+) -> FileResult:
+    """Finish the network's ``output`` for ``item`` (``core``: the denoiser's, Core.finish) and
+    write it atomically.
+
+    ``disambiguate``: the input's file name is shared by other inputs (inputs.colliding_names);
+    ``model``: the denoiser's fingerprint, recorded with the result.
+    Returns the input's result, not yet in the manifest (the caller records it); a failure,
+    an unexpected exception included, comes back as a "failed" result naming the file.
+    """
+    from nmrladder.runtime.io import output_path_for, write_spectrum
+
+    result = FileResult(input=str(item.path), status="failed", message=item.error)
+    if output is None or item.error:
+        return result
+    try:
+        spectrum = item.spectrum
+        y = core.finish(item.prepared, output[None, :])[0]
+        destination = output_path_for(spectrum, out_dir, in_place=in_place)
+        if disambiguate and not in_place:
+            destination = disambiguated(destination, item.path)
+        written = write_spectrum(spectrum, destination, y)
+        snr_after, _ = estimated_snr(y, OUTPUT_SNR_EVERY)
+        result = FileResult(
+            str(item.path),
+            str(written),
+            "ok",
+            len(spectrum),
+            item.snr_before,
+            snr_after,
+            _warning(item.snr_before, snr_after),
+            residual_lb=core.residual_lb or 0.0,
+            residual_step=residual_step(core.residual_lb),
+            model=model,
+        )
+        if plot:
+            _plot(spectrum, y, item.path, out_dir)
+    except Exception as err:
+        message = failure_message(err, item.path)
+        result = FileResult(str(item.path), status="failed", message=message)
+    return result
+
+
+def failure_message(err: Exception, path: Path) -> str:
+    """Why input ``path`` failed, naming it: what fails one input and not the job.
+
+    The project's errors and the OS's (a file that cannot be read or written) give their own
+    message; any other exception (a parser's own on a malformed file, say) its type too.
+    """
+    if isinstance(err, (NmrLadderError, OSError)):
+        return str(err) if str(path) in str(err) else f"{path}: {err}"
+    return unexpected_error(err, path)
+
+
+def unexpected_error(err: Exception, path: Path) -> str:
+    """The message for an exception no stage expected (a parser's own, say), naming the input."""
+    return f"{path}: {type(err).__name__}: {err}"
+
+
+def split_read_time(item: ScaledInput, now: float) -> tuple[float, float]:
+    """(reading, scaling) seconds of ``item`` up to ``now``; an input that failed to be read
+    spent it all reading."""
+    elapsed = now - item.started
+    read = item.read_seconds or elapsed
+    return read, elapsed - read
+
+
+def disambiguated(destination: Path, source: Path) -> Path:
+    """Inputs of one file name from different folders: qualify the output name by the folder
+    (a short hash of its path keeps it unique and the same on every run, so resume works)."""
+    import hashlib
+
+    tag = hashlib.sha1(str(source.resolve().parent).encode()).hexdigest()[:8]
+    return destination.with_name(f"{source.parent.name}-{tag}__{destination.name}")
+
+
+def progress_bar(total: int, enabled: bool):
+    """The job's progress bar (files), or a silent one."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", desc="denoise", disable=not enabled, dynamic_ncols=True)
+
+
+def _warning(before: float, after: float) -> str:
+    if before < 3.0:
+        return "input SNR < 3: peaks may be indistinguishable from noise"
+    if after < before:
+        return "estimated SNR fell"
+    return ""
+
+
+def _plot(spectrum, denoised: np.ndarray, source: Path, out_dir: Path) -> None:
+    from nmrladder.runtime.plots import plot_denoised
+
+    plot_denoised(
+        spectrum.intensities,
+        denoised,
+        out_dir / "plots" / f"{source.name}.png",
+        ppm=spectrum.ppm,
+        title=str(source),
+    )
+
+
+__all__ = [
+    "OUTPUT_SNR_EVERY",
+    "STAGES",
+    "ScaledInput",
+    "disambiguated",
+    "estimated_snr",
+    "failure_message",
+    "progress_bar",
+    "read_scaled",
+    "split_read_time",
+    "unexpected_error",
+    "write_denoised",
+]

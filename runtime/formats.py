@@ -1,11 +1,14 @@
-"""NMR file formats through nmrglue: Bruker processed data, NMRPipe 1D and JCAMP-DX.
+"""NMR file formats through nmrglue: Bruker processed data and NMRPipe 1D here, JCAMP-DX in
+nmrladder.runtime.jcamp; the reader and writer tables of all three.
 
 Nothing here parses a binary layout, a parameter file or a ppm scale by hand: reading,
 writing, parameter files and the ppm axis (universal dictionary + unit_conversion) are
 nmrglue's. What this module adds is the checking nmrglue leaves to its caller (file sizes
-against the parameters, 2D data, time-domain data) so that bad input becomes an InputError
-naming the file, and the Bruker output layout a TopSpin user expects (a new procno, written
-atomically). See docs/formats.md.
+against the parameters, 2D data, time-domain data, parameter files cut off: see
+nmrladder.runtime.param_files) so that bad input becomes an InputError naming the file, and
+the Bruker output layout a TopSpin user expects (a new procno, written atomically, procs in
+the source's line endings). Readers put nmrglue's warnings into the spectrum's notes
+(nmrladder.runtime.spectrum). See docs/formats.md.
 
 Importing this module imports nmrglue (about a second); nmrladder.runtime.io imports it
 only when an NMR format is read or written.
@@ -18,7 +21,6 @@ import math
 import os
 import shutil
 import uuid
-import warnings
 from pathlib import Path
 
 import nmrglue as ng
@@ -26,7 +28,16 @@ import numpy as np
 
 from nmrladder.runtime.atomic import atomic_path, write_bytes_atomic
 from nmrladder.runtime.errors import InputError
-from nmrladder.runtime.io import Spectrum, _checked
+from nmrladder.runtime.jcamp import read_jcamp
+from nmrladder.runtime.param_files import read_parameter_file
+from nmrladder.runtime.spectrum import (
+    Spectrum,
+    call_nmrglue,
+    checked_intensities,
+    checked_ppm,
+    nmrglue_warnings,
+    one_line,
+)
 
 # Bruker procs parameters the ppm axis and the 1r layout need.
 _PROCS_REQUIRED = ("SI", "SF", "SW_p", "OFFSET")
@@ -36,22 +47,6 @@ _ACQUS_REQUIRED = ("SW_h", "SFO1", "NUC1", "AQ_mod")
 _ACQUISITION_FILES = ("acqus", "acqu", "pulseprogram")
 # TopSpin stores int32 1r data with the largest magnitude between 2**28 and 2**29.
 _INT_TOP_BIT = 29
-
-
-def _call_nmrglue(source: Path, what: str, func, *args, **kwargs):
-    """Run an nmrglue function: an exception becomes an InputError naming ``source``,
-    and each warning is re-issued with the file name in front."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = func(*args, **kwargs)
-        except Exception as err:  # nmrglue raises anything on corrupt input
-            raise InputError(
-                f"{source}: nmrglue could not read {what} ({type(err).__name__}: {err})"
-            ) from err
-    for item in caught:
-        warnings.warn(f"{source}: {item.message}", UserWarning, stacklevel=3)
-    return result
 
 
 # --------------------------------------------------------------------------- Bruker
@@ -101,18 +96,39 @@ def _reject_multidimensional(pdata: Path) -> None:
             )
 
 
-def _read_procs(pdata: Path) -> dict:
-    """The procs parameters, checked for what the ppm axis and the 1r size need."""
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_procs(pdata: Path, notes: list[str]) -> tuple[dict, str]:
+    """The procs parameters, checked for what the ppm axis and the 1r size need, and the
+    file's line ending (a new procno keeps it)."""
     procs_file = pdata / "procs"
     if not procs_file.is_file():
         raise InputError(f"{procs_file}: missing; a Bruker pdata folder needs its procs file")
-    if procs_file.stat().st_size == 0:
-        raise InputError(f"{procs_file}: the file is empty")
-    procs = _call_nmrglue(procs_file, "the procs file", ng.bruker.read_jcamp, str(procs_file))
+    procs, newline = read_parameter_file(procs_file, notes)
     missing = [key for key in _PROCS_REQUIRED if key not in procs]
     if missing:
         raise InputError(f"{procs_file}: lacks {', '.join(missing)}; is it a Bruker procs file?")
-    return procs
+    bad = [key for key in _PROCS_REQUIRED if not _is_number(procs[key])]
+    if not bad and (procs["SI"] < 2 or procs["SI"] != int(procs["SI"])):
+        bad = ["SI"]
+    bad += [key for key in ("SF", "SW_p") if key not in bad and procs[key] <= 0]
+    if bad:
+        shown = ", ".join(f"{key}={procs[key]!r}" for key in bad)
+        raise InputError(
+            f"{procs_file}: corrupt: {shown}; SI must be a number of points (2 or more),"
+            " SF (MHz) and SW_p (Hz) positive numbers, OFFSET (ppm) a number"
+        )
+    return procs, newline
+
+
+def _read_acqus(pdata: Path, notes: list[str]) -> dict | None:
+    """The experiment's acqus parameters (nmrglue takes the ppm axis from them), if any."""
+    acqus_file = pdata.parent.parent / "acqus"
+    if not acqus_file.is_file():
+        return None
+    return read_parameter_file(acqus_file, notes)[0]
 
 
 def _check_axis_parameters(pdata: Path, dic: dict) -> None:
@@ -129,12 +145,16 @@ def _check_axis_parameters(pdata: Path, dic: dict) -> None:
 
 def _bruker_udic(pdata: Path, dic: dict, data: np.ndarray) -> dict:
     """nmrglue's universal dictionary; its warning (a failed axis) becomes an InputError."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        udic = ng.bruker.guess_udic(dic, data)
-    if caught:
-        problems = "; ".join(str(item.message) for item in caught)
-        raise InputError(f"{pdata}: nmrglue could not build the ppm axis ({problems})")
+    with nmrglue_warnings() as problems:
+        try:
+            udic = ng.bruker.guess_udic(dic, data)
+        except Exception as err:  # nmrglue raises anything on corrupt parameters
+            raise InputError(
+                f"{pdata}: nmrglue could not build the ppm axis ({type(err).__name__}:"
+                f" {one_line(err)})"
+            ) from err
+    if problems:
+        raise InputError(f"{pdata}: nmrglue could not build the ppm axis ({'; '.join(problems)})")
     return udic
 
 
@@ -164,31 +184,41 @@ def _check_1r_size(real_file: Path, procs: dict) -> None:
 
 def read_bruker(path: Path) -> Spectrum:
     """Read the real part (1r) of a Bruker processed 1D spectrum, its ppm axis and parameters."""
-    # Absolute: nmrglue finds acqus two levels up, and outputs are named after the layout.
+    # Absolute: acqus is two levels up, and outputs are named after the layout.
     pdata = find_pdata_dir(Path(os.path.normpath(path.absolute())))
     _reject_multidimensional(pdata)
-    procs = _read_procs(pdata)
-    _check_1r_size(pdata / "1r", procs)
-    dic, data = _call_nmrglue(
-        pdata,
+    notes: list[str] = []
+    # The parameter files are read here, not by nmrglue.bruker.read_pdata, whose parser
+    # can loop forever on a file cut off (nmrladder.runtime.param_files).
+    procs, procs_newline = _read_procs(pdata, notes)
+    acqus = _read_acqus(pdata, notes)
+    real_file = pdata / "1r"
+    _check_1r_size(real_file, procs)
+    dic = {"procs": procs} if acqus is None else {"procs": procs, "acqus": acqus}
+    _, raw = call_nmrglue(
+        real_file,
         "the processed spectrum",
-        ng.bruker.read_pdata,
-        str(pdata),
-        bin_files=["1r"],
-        scale_data=True,  # undo NC_proc: the intensities TopSpin displays
+        notes,
+        ng.bruker.read_pdata_binary,
+        str(real_file),
         big=procs.get("BYTORDP", 0) == 1,
         isfloat=_is_float_data(procs),
     )
+    # undo NC_proc: the intensities TopSpin displays
+    data = call_nmrglue(pdata / "procs", "NC_proc", notes, ng.bruker.scale_pdata, dic, raw)
     _check_axis_parameters(pdata, dic)
     udic = _bruker_udic(pdata, dic, data)
-    ppm = ng.fileiobase.uc_from_udic(udic).ppm_scale()
+    intensities = checked_intensities(data, str(real_file), notes)
+    uc = call_nmrglue(pdata, "the ppm axis", notes, ng.fileiobase.uc_from_udic, udic)
     meta = {
-        "procs": dic["procs"],
-        "acqus": dic.get("acqus"),
+        "procs": procs,
+        "acqus": acqus,
         "procno": int(pdata.name),
         "udic": udic,
+        "procs_newline": procs_newline,
     }
-    return Spectrum(_checked(data, str(pdata / "1r")), ppm, meta, str(pdata), "bruker")
+    ppm = checked_ppm(uc.ppm_scale(), intensities, pdata)
+    return Spectrum(intensities, ppm, meta, str(pdata), "bruker", notes)
 
 
 def first_free_procno(experiment: Path, above: int) -> int:
@@ -283,9 +313,12 @@ def _title_for(source_pdata: Path, source_procno: int) -> str:
     return f"{old}\n{line}\n" if old else f"{line}\n"
 
 
-def _write_pdata_atomic(target: Path, procs: dict, values: np.ndarray, title: str) -> None:
+def _write_pdata_atomic(
+    target: Path, procs: dict, values: np.ndarray, title: str, newline: str
+) -> None:
     """Write 1r, procs, proc and title into a hidden folder beside ``target``, then rename it:
-    TopSpin never sees a half-written procno."""
+    TopSpin never sees a half-written procno. procs and proc get the line ending ``newline``
+    (nmrglue writes "\n"; TopSpin on Windows writes and keeps "\r\n")."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.nmrladder-tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -300,6 +333,10 @@ def _write_pdata_atomic(target: Path, procs: dict, values: np.ndarray, title: st
             big=procs.get("BYTORDP", 0) == 1,  # write_pdata does not take these from procs
             isfloat=_is_float_data(procs),
         )
+        if newline != "\n":
+            for name in ("procs", "proc"):
+                written = tmp / name
+                written.write_bytes(written.read_bytes().replace(b"\n", newline.encode()))
         (tmp / "title").write_text(title)
         os.rename(tmp, target)
     except BaseException:
@@ -319,7 +356,8 @@ def write_bruker(spectrum: Spectrum, values: np.ndarray, destination: Path) -> P
     target = _bruker_target(spectrum, Path(destination))
     _copy_acquisition_files(source_pdata.parent.parent, target.parent.parent)
     procs = _procs_for_output(spectrum.meta["procs"], values, source_procno)
-    _write_pdata_atomic(target, procs, values, _title_for(source_pdata, source_procno))
+    newline = spectrum.meta.get("procs_newline", "\n")
+    _write_pdata_atomic(target, procs, values, _title_for(source_pdata, source_procno), newline)
     return target
 
 
@@ -345,12 +383,16 @@ def _check_pipe_header(path: Path, dic: dict, data: np.ndarray) -> None:
 
 def read_pipe(path: Path) -> Spectrum:
     """Read an NMRPipe 1D spectrum (.ft, .ft1, .fid) and its ppm axis."""
-    dic, data = _call_nmrglue(path, "an NMRPipe file", ng.pipe.read, str(path))
+    notes: list[str] = []
+    dic, data = call_nmrglue(path, "an NMRPipe file", notes, ng.pipe.read, str(path))
     _check_pipe_header(path, dic, np.asarray(data))
+    intensities = checked_intensities(np.real(data), str(path))  # complex: the real part
     # make_uc places the axis by ORIG, as NMRPipe does; guess_udic's CAR goes stale after EXT.
-    ppm = ng.pipe.make_uc(dic, data).ppm_scale()
-    meta = {"pipe": dic, "udic": ng.pipe.guess_udic(dic, data)}
-    return Spectrum(_checked(np.real(data), str(path)), ppm, meta, str(path), "pipe")
+    uc = call_nmrglue(path, "the NMRPipe axis", notes, ng.pipe.make_uc, dic, data)
+    ppm = checked_ppm(uc.ppm_scale(), intensities, path)
+    udic = call_nmrglue(path, "the NMRPipe header", notes, ng.pipe.guess_udic, dic, data)
+    meta = {"pipe": dic, "udic": udic}
+    return Spectrum(intensities, ppm, meta, str(path), "pipe", notes)
 
 
 def _udic_from_meta(udic: dict) -> dict:
@@ -385,91 +427,6 @@ def write_pipe(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Pat
     with atomic_path(destination) as tmp:
         ng.pipe.write(str(tmp), dic, values.astype(np.float32), overwrite=True)
     return Path(destination)
-
-
-# --------------------------------------------------------------------------- JCAMP-DX
-
-
-def _jcamp_first(dic: dict, key: str) -> str | None:
-    values = dic.get(key)
-    return values[0] if values else None
-
-
-def _check_jcamp_data(path: Path, dic: dict, data) -> np.ndarray:
-    """The real trace of a JCAMP-DX spectrum, or an InputError (no data, FID, truncated)."""
-    if isinstance(data, list):  # [real, imaginary]
-        data = data[0]
-    if data is None:
-        raise InputError(
-            f"{path}: no JCAMP-DX spectrum data (XYDATA or NTUPLES) found;"
-            " a truncated file (nmrglue drops a data table without its closing ##END=)?"
-        )
-    if "FID" in (_jcamp_first(dic, "DATATYPE") or "").upper():
-        raise InputError(f"{path}: a JCAMP-DX FID (time domain); nmrladder reads spectra")
-    npoints = _jcamp_first(dic, "NPOINTS")
-    if npoints is not None and int(float(npoints)) != len(data):
-        raise InputError(
-            f"{path}: truncated or corrupt: {len(data)} points, ##NPOINTS says {npoints}"
-        )
-    if len(data) < 2:
-        raise InputError(f"{path}: {len(data)} point(s); not a spectrum")
-    return np.asarray(data)
-
-
-def _jcamp_frequency(path: Path, dic: dict, udic: dict) -> float | None:
-    """The ppm reference frequency in MHz: $SF where a Bruker export gives it (its
-    .OBSERVE FREQUENCY is SFO1, the carrier), else .OBSERVE FREQUENCY, else None."""
-    sf = _jcamp_first(dic, "$SF")
-    if sf is None:
-        return udic[0]["obs"] if ".OBSERVEFREQUENCY" in dic else None
-    try:
-        return float(sf)
-    except ValueError as err:
-        raise InputError(f"{path}: ##$SF= {sf!r} is not a number") from err
-
-
-def _jcamp_udic(path: Path, dic: dict, data: np.ndarray) -> tuple[dict | None, bool]:
-    """nmrglue's universal dictionary, completed so that unit_conversion gives the header's
-    x grid (x_i = FIRSTX + i (LASTX - FIRSTX) / (NPOINTS - 1)); and whether x ascends.
-
-    nmrglue.jcampdx.guess_udic sets obs, label and size, takes sw = |LASTX - FIRSTX| (one
-    point short of the spectral width) and leaves car unset. The udic is None when the
-    header has no x range, or an x range in Hz without a frequency.
-    """
-    udic = _call_nmrglue(path, "the JCAMP-DX header", ng.jcampdx.guess_udic, dic, data)
-    first, last, in_ppm = _call_nmrglue(  # nmrglue's own helper for FIRSTX/LASTX/XUNITS
-        path, "the JCAMP-DX x range", ng.jcampdx._find_firstx_lastx, dic
-    )
-    obs = _jcamp_frequency(path, dic, udic)
-    if first is None or last is None or (obs is None and not in_ppm):
-        return None, False
-    obs = 1.0 if obs is None else obs  # a ppm x range needs no frequency for a ppm axis
-    to_hz = obs if in_ppm else 1.0
-    n = len(data)
-    sw = abs(last - first) * to_hz * n / (n - 1)
-    udic[0].update(
-        sw=sw,
-        obs=obs,
-        car=max(first, last) * to_hz - sw / 2,  # unit_conversion puts car + sw/2 at point 0
-        complex=False,
-        time=False,
-        freq=True,
-    )
-    return udic, first < last
-
-
-def read_jcamp(path: Path) -> Spectrum:
-    """Read a JCAMP-DX 1D NMR spectrum, its ppm axis (from the header) and its header."""
-    dic, data = _call_nmrglue(path, "a JCAMP-DX file", ng.jcampdx.read, str(path))
-    data = _check_jcamp_data(path, dic, data)
-    udic, ascending = _jcamp_udic(path, dic, data)
-    ppm = None
-    if udic is not None:
-        ppm = ng.fileiobase.uc_from_udic(udic).ppm_scale()  # high to low
-        if ascending:
-            ppm = ppm[::-1].copy()
-    meta = {"jcamp": dic, "udic": udic}
-    return Spectrum(_checked(data, str(path)), ppm, meta, str(path), "jcamp")
 
 
 READERS = {"bruker": read_bruker, "pipe": read_pipe, "jcamp": read_jcamp}

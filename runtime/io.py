@@ -12,15 +12,35 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import os
 import stat
-from dataclasses import dataclass, field
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from nmrladder.runtime.atomic import atomic_path, write_bytes_atomic
 from nmrladder.runtime.errors import InputError
+from nmrladder.runtime.spectrum import (  # Spectrum and ReaderNote are part of this API
+    ReaderNote,
+    Spectrum,
+    checked_intensities,
+    checked_ppm,
+    issue_notes,
+)
+
+__all__ = [
+    "SUFFIX_FORMATS",
+    "ReaderNote",
+    "Spectrum",
+    "detect_format",
+    "output_path_for",
+    "read_spectrum",
+    "write_spectrum",
+]
 
 # File suffix -> format; a folder (or a file named 1r) is Bruker.
 SUFFIX_FORMATS = {
@@ -38,48 +58,26 @@ SUFFIX_FORMATS = {
 _NMR_FORMATS = ("bruker", "pipe", "jcamp")  # read (and written) through nmrglue
 _CSV_META = "# meta: "  # the CSV comment line that carries the metadata as JSON
 _H5_JSON_ATTRS = "nmrladder_json_attrs"  # names of HDF5 attributes stored as JSON text
+# Text attributes are written as fixed-length strings, kept inside the attribute: a
+# variable-length string lives in the file's global heap, and libhdf5 can loop forever
+# reading a corrupt one (docs/formats.md, "Known upstream issues"). Text longer than an
+# attribute holds inline (an HDF5 header message is at most 64 KiB) stays variable-length.
+_H5_INLINE_TEXT = 60_000  # bytes
+
+# What numpy's .npy header reader raises on a corrupt header: its literal_eval and the
+# tokenizer it falls back to raise SyntaxError and tokenize.TokenError besides ValueError.
+_NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
+# ... and what zipfile adds for a corrupt .npz (a compression method it does not know: the
+# NotImplementedError).
+_NPZ_ERRORS = (*_NPY_ERRORS, zipfile.BadZipFile, zlib.error, NotImplementedError)
+# What h5py raises on a corrupt file (the HDF5 library's errors as OSError, KeyError,
+# ValueError or RuntimeError).
+_HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError)
 
 # .npy headers are parsed and made once each (functools.lru_cache, this many kept): a
 # folder's files share one, and numpy's parsing of it (a literal_eval) is half the time
 # np.load takes on a 16384-point file.
 _NPY_HEADERS_KEPT = 64
-
-
-@dataclass
-class Spectrum:
-    """A 1D real spectrum: intensities [L] (float32), its ppm axis [L] or None, and metadata.
-
-    ``meta`` keeps what is needed to write the spectrum back in its own format
-    (e.g. nmrglue's universal dictionary and the source path).
-    """
-
-    intensities: np.ndarray
-    ppm: np.ndarray | None = None
-    meta: dict = field(default_factory=dict)
-    source: str = ""
-    format: str = ""
-
-    def __len__(self) -> int:
-        return int(self.intensities.size)
-
-
-def _checked(values, source: str) -> np.ndarray:
-    """Finite, non-empty, 1D float32 intensities, or an InputError naming the file."""
-    arr = np.asarray(values)
-    if arr.size == 0:
-        raise InputError(f"{source}: the spectrum is empty")
-    if np.iscomplexobj(arr):
-        arr = arr.real  # nmrladder works on the real part
-    arr = np.squeeze(arr)
-    if arr.ndim != 1:
-        raise InputError(f"{source}: expected a 1D spectrum, got shape {np.shape(values)}")
-    arr = arr.astype(np.float32, copy=False)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise InputError(
-            f"{source}: {int(bad.sum())} NaN/Inf value(s), first at point {int(np.argmax(bad))}"
-        )
-    return arr
 
 
 def _meta_to_json(meta: dict) -> str:
@@ -103,21 +101,8 @@ def _meta_from_json(text: str, source: Path) -> dict:
     return meta
 
 
-def _checked_ppm(ppm, intensities: np.ndarray, source: Path) -> np.ndarray | None:
-    """A finite ppm axis as long as the intensities (float64), or None."""
-    if ppm is None:
-        return None
-    ppm = np.asarray(ppm, dtype=np.float64).reshape(-1)
-    if ppm.shape != intensities.shape:
-        raise InputError(
-            f"{source}: ppm axis has {ppm.size} points, intensities {intensities.size}"
-        )
-    if not np.all(np.isfinite(ppm)):
-        raise InputError(f"{source}: the ppm axis has NaN/Inf values")
-    return ppm
-
-
 def _read_npy(path: Path) -> Spectrum:
+    notes: list[str] = []
     try:
         with open(path, "rb") as handle:
             data = bytearray(os.fstat(handle.fileno()).st_size)  # writable, as np.load's
@@ -127,16 +112,17 @@ def _read_npy(path: Path) -> Spectrum:
             values = np.load(path, allow_pickle=False)
         else:
             offset, dtype, shape, fortran_order = header
-            count = int(np.prod(shape))
+            count = math.prod(shape)  # exact: a corrupt shape must not wrap around
             if size < offset + count * dtype.itemsize:
                 raise ValueError(
                     f"truncated: {size - offset} bytes of data for {count} values of {dtype}"
                 )
             values = np.frombuffer(data, dtype, count, offset)
             values = values.reshape(shape, order="F" if fortran_order else "C")
-    except (ValueError, OSError, EOFError) as err:
-        raise InputError(f"{path}: not a readable .npy file ({err})") from err
-    return Spectrum(_checked(values, str(path)), None, {}, str(path), "npy")
+    except _NPY_ERRORS as err:
+        raise InputError(f"{path}: not a readable .npy file ({type(err).__name__}: {err})") from err
+    intensities = checked_intensities(values, str(path), notes)
+    return Spectrum(intensities, None, {}, str(path), "npy", notes)
 
 
 def _npy_header(data: memoryview) -> tuple[int, np.dtype, tuple[int, ...], bool] | None:
@@ -180,13 +166,15 @@ def _read_npz(path: Path) -> Spectrum:
             values = archive[key]
             ppm = archive["ppm"] if "ppm" in keys else None
             meta_text = str(archive["meta"]) if "meta" in keys else None
-    except (ValueError, OSError, EOFError) as err:
+    except _NPZ_ERRORS as err:
         if isinstance(err, InputError):
             raise
-        raise InputError(f"{path}: not a readable .npz file ({err})") from err
-    intensities = _checked(values, str(path))
+        raise InputError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from err
+    notes: list[str] = []
+    intensities = checked_intensities(values, str(path), notes)
     meta = {} if meta_text is None else _meta_from_json(meta_text, path)
-    return Spectrum(intensities, _checked_ppm(ppm, intensities, path), meta, str(path), "npz")
+    ppm = checked_ppm(ppm, intensities, path)
+    return Spectrum(intensities, ppm, meta, str(path), "npz", notes)
 
 
 def _csv_meta(path: Path) -> dict:
@@ -217,16 +205,23 @@ def _read_csv(path: Path) -> Spectrum:
     if not np.all(np.isfinite(table[:, 0])):
         raise InputError(f"{path}: the ppm column has NaN/Inf values")
     return Spectrum(
-        _checked(table[:, 1], str(path)), table[:, 0].copy(), _csv_meta(path), str(path), "csv"
+        checked_intensities(table[:, 1], str(path)),
+        table[:, 0].copy(),
+        _csv_meta(path),
+        str(path),
+        "csv",
     )
 
 
 def _h5_value(value):
-    """An HDF5 attribute as a plain Python value (numbers, text, lists)."""
+    """An HDF5 attribute as a plain Python value (numbers, text, lists); fixed-length
+    strings (bytes) become text."""
+    if isinstance(value, np.ndarray | np.generic) and not isinstance(value, bytes):
+        value = value.tolist()
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
+    if isinstance(value, list):
+        return [_h5_value(item) for item in value]
     return value
 
 
@@ -256,12 +251,16 @@ def _read_hdf5(path: Path) -> Spectrum:
             ppm = handle["ppm"][()] if "ppm" in datasets else None
             meta = _meta_from_h5_attrs(path, handle.attrs)
             meta.update(_meta_from_h5_attrs(path, handle[key].attrs))
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+    except _HDF5_ERRORS as err:  # json.JSONDecodeError is a ValueError
         if isinstance(err, InputError):
             raise
-        raise InputError(f"{path}: not a readable HDF5 spectrum ({err})") from err
-    intensities = _checked(values, str(path))
-    return Spectrum(intensities, _checked_ppm(ppm, intensities, path), meta, str(path), "hdf5")
+        raise InputError(
+            f"{path}: not a readable HDF5 spectrum ({type(err).__name__}: {err})"
+        ) from err
+    notes: list[str] = []
+    intensities = checked_intensities(values, str(path), notes)
+    ppm = checked_ppm(ppm, intensities, path)
+    return Spectrum(intensities, ppm, meta, str(path), "hdf5", notes)
 
 
 _PLAIN_READERS = {"npy": _read_npy, "npz": _read_npz, "csv": _read_csv, "hdf5": _read_hdf5}
@@ -307,14 +306,22 @@ def _format_and_status(path: Path) -> tuple[str, os.stat_result]:
 
 
 def read_spectrum(path: str | os.PathLike) -> Spectrum:
-    """Read one 1D spectrum; the format follows the path (see :func:`detect_format`)."""
+    """Read one 1D spectrum; the format follows the path (see :func:`detect_format`).
+
+    Bad input raises an InputError naming the file. What the reader did that the user should
+    know (a complex array's real part taken, a warning of nmrglue's) is in ``spectrum.notes``,
+    one line each, and is also issued as a :class:`ReaderNote` warning.
+    """
     path = Path(path)
     fmt, status = _format_and_status(path)
     if stat.S_ISREG(status.st_mode) and status.st_size == 0:
         raise InputError(f"{path}: the file is empty")
     if fmt in _NMR_FORMATS:
-        return _formats().READERS[fmt](path)
-    return _PLAIN_READERS[fmt](path)
+        spectrum = _formats().READERS[fmt](path)
+    else:
+        spectrum = _PLAIN_READERS[fmt](path)
+    issue_notes(spectrum, stacklevel=2)
+    return spectrum
 
 
 def _write_npy(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Path:
@@ -360,21 +367,29 @@ def _write_csv(spectrum: Spectrum, values: np.ndarray, destination: Path) -> Pat
     return destination
 
 
+def _h5_text(text: str):
+    """Text as an HDF5 attribute value: a fixed-length string where it fits (see
+    _H5_INLINE_TEXT)."""
+    data = text.encode("utf-8")
+    return np.bytes_(data) if len(data) <= _H5_INLINE_TEXT else text
+
+
 def _h5_attrs(meta: dict) -> dict:
     """Metadata as HDF5 attributes: numbers, text and numeric arrays as they are,
     anything else (dicts, lists, None) as JSON text named in an extra attribute."""
     attrs, as_json = {}, []
     for name, value in meta.items():
-        native = isinstance(value, str | int | float | np.generic) or (
+        if isinstance(value, str):
+            attrs[name] = _h5_text(value)
+        elif isinstance(value, int | float | np.generic) or (
             isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
-        )
-        if native:
+        ):
             attrs[name] = value
         else:
-            attrs[name] = _meta_to_json(value)
+            attrs[name] = _h5_text(_meta_to_json(value))
             as_json.append(name)
     if as_json:
-        attrs[_H5_JSON_ATTRS] = as_json
+        attrs[_H5_JSON_ATTRS] = np.array([name.encode("utf-8") for name in as_json])
     return attrs
 
 
@@ -421,7 +436,7 @@ def write_spectrum(spectrum: Spectrum, destination: str | os.PathLike, intensiti
     explicit <experiment>/pdata/<procno> that must not exist yet; see docs/formats.md.
     """
     destination = Path(destination)
-    values = _checked(
+    values = checked_intensities(
         spectrum.intensities if intensities is None else intensities,
         f"intensities to write to {destination}",
     )

@@ -1,11 +1,21 @@
-"""Real NMR files for tests, written by nmrglue with TopSpin-like parameters."""
+"""NMR files for tests: written by nmrglue with TopSpin-like parameters, and the real ones
+of tests/data (README.md there) unpacked into a test's folder."""
 
 from __future__ import annotations
 
+import gzip
+import tarfile
 from pathlib import Path
 
 import nmrglue as ng
 import numpy as np
+
+DATA = Path(__file__).parent / "data"
+# The real JCAMP-DX spectra of tests/data, by name.
+REAL_JCAMP = {
+    "13c_estragole": "jcamp_13c_estragole.dx.gz",  # XYDATA
+    "19f_trifluoroethoxyaniline": "jcamp_19f_trifluoroethoxyaniline_real_page.dx.gz",  # NTUPLES
+}
 
 SI = 1024
 SF = 400.13  # MHz, the ppm reference frequency (BF1 + SR; SR = 0 here)
@@ -57,3 +67,30 @@ def make_bruker(
     )  # fmt: skip
     (experiment / "pdata" / str(procno) / "title").write_text("made-up sample\n")
     return experiment
+
+
+def real_bruker(root: Path) -> Path:
+    """The real Bruker experiment of tests/data (TopSpin 2.1, 1H, CRLF parameter files)
+    unpacked under ``root``; returns the experiment folder root/coffee/99999."""
+    with tarfile.open(DATA / "bruker_1h_coffee_pulsecal.tar.gz") as archive:
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(root, filter="data")
+        else:  # Python before 3.10.12: the archive is ours
+            archive.extractall(root)
+    return root / "coffee" / "99999"
+
+
+def real_jcamp(root: Path, name: str) -> Path:
+    """The real JCAMP-DX file ``name`` (a key of REAL_JCAMP) unpacked as root/<name>.dx."""
+    path = root / f"{name}.dx"
+    path.write_bytes(gzip.decompress((DATA / REAL_JCAMP[name]).read_bytes()))
+    return path
+
+
+def jcamp_header_value(path: Path, label: str) -> str:
+    """The text after ``##<label>=`` in a JCAMP-DX file, read line by line (not by nmrglue)."""
+    prefix = f"##{label}="
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].split("$$")[0].strip()
+    raise KeyError(f"{path} has no {prefix} line")

@@ -3,8 +3,11 @@ JCAMP-DX spec, which nmrglue cannot write), read, modified, written back and rea
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
+import signal
+import warnings
 from pathlib import Path
 
 import h5py
@@ -19,12 +22,14 @@ from nmrfiles import (
     SW,
     make_bruker,
     procs_dict,
+    real_bruker,
     spectrum_values,
 )
 
 from nmrladder.runtime import formats
 from nmrladder.runtime.errors import InputError
 from nmrladder.runtime.io import (
+    ReaderNote,
     Spectrum,
     detect_format,
     output_path_for,
@@ -48,10 +53,13 @@ def make_pipe(path: Path, values=None, *, ndim=1, time=False) -> Path:
     return path
 
 
-def make_jcamp(path: Path, y: np.ndarray, *, first: float, last: float, units="HZ") -> Path:
+def make_jcamp(
+    path: Path, y: np.ndarray, *, first: float, last: float, units="HZ", extra=()
+) -> Path:
     """An XYDATA (X++(Y..Y)) JCAMP-DX 5.01 NMR spectrum, AFFN form, as in the spec's examples.
 
     Like Bruker's export: .OBSERVE FREQUENCY is SFO1, $SF the ppm reference frequency.
+    ``extra``: more header lines, before the data.
     """
     n = y.size
     step = (last - first) / (n - 1)
@@ -75,6 +83,7 @@ def make_jcamp(path: Path, y: np.ndarray, *, first: float, last: float, units="H
         f"##LASTX= {last!r}",
         f"##NPOINTS= {n}",
         f"##FIRSTY= {ints[0] * yfactor!r}",
+        *extra,
         "##XYDATA= (X++(Y..Y))",
     ]
     for start in range(0, n, 8):
@@ -302,7 +311,9 @@ def test_npy_reads_as_np_load(tmp_path, name, version):
         np.lib.format.write_array(handle, values, version=version)
     expected = np.squeeze(np.real(np.load(path))).astype(np.float32)
     for _ in range(2):
-        spectrum = read_spectrum(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReaderNote)  # the complex case's note
+            spectrum = read_spectrum(path)
         assert spectrum.intensities.dtype == np.float32
         assert spectrum.intensities.flags.writeable
         np.testing.assert_array_equal(spectrum.intensities, expected)
@@ -324,6 +335,14 @@ def test_npy_refuses_truncated_object_and_foreign_files(tmp_path):
         read_spectrum(path)
     path.write_bytes(b"\x93NUMPY\x01\x00")  # cut inside the header
     with pytest.raises(InputError, match="not a readable .npy file"):
+        read_spectrum(path)
+    np.save(path, values)  # a bracket of the header's shape flipped: numpy's TokenError
+    path.write_bytes(path.read_bytes().replace(b"(64,)", b"(64,("))
+    with pytest.raises(InputError, match="not a readable .npy file.*TokenError") as error:
+        read_spectrum(path)
+    assert_names(error, path)
+    np.save(path, np.array(["1.0", "2.0"]))  # text, not intensities
+    with pytest.raises(InputError, match="<U3 are not intensities"):
         read_spectrum(path)
 
 
@@ -637,7 +656,7 @@ BAD_INPUTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # nmrglue's own warnings, re-issued
+@pytest.mark.filterwarnings("ignore::UserWarning")  # reader notes (ReaderNote)
 @pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda make: make.__name__.removeprefix("_bad_"))
 def test_bad_input_names_the_file(tmp_path, make):
     path, named, problem = make(tmp_path)
@@ -688,3 +707,239 @@ def test_npy_npz_writes_are_atomic_with_ordinary_permissions(tmp_path, monkeypat
     # the old output is untouched and no temporary is left beside it
     np.testing.assert_array_equal(read_spectrum(written).intensities, source.intensities * 2)
     assert [p.name for p in written.parent.iterdir()] == [written.name]
+
+
+# ------------------------------------------------------------------ JCAMP-DX shift reference
+
+
+def _topspin_jcamp(tmp_path, *extra, ascending=False) -> Path:
+    """x in Hz from the right edge of the spectrum (0 at the low-frequency end), as TopSpin
+    exports; the ppm axis must come from the header's shift reference."""
+    width = SW * (SI - 1) / SI
+    first, last = (0.0, width) if ascending else (width, 0.0)
+    return make_jcamp(
+        tmp_path / "topspin.dx", spectrum_values(), first=first, last=last, extra=extra
+    )
+
+
+TOPSPIN_PPM = OFFSET - np.arange(SI) * SW / SI / SF  # TopSpin's axis: OFFSET, then SW_p / SI
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [f"##.SHIFT REFERENCE= INTERNAL, CDCl3, 1, {OFFSET!r}"],
+        [f"##.SHIFT REFERENCE= INTERNAL, TMS, 201, {float(TOPSPIN_PPM[200])!r}", "##$OFFSET= 99"],
+        [f"##$OFFSET= {OFFSET!r}"],  # a Bruker export without the shift reference
+    ],
+    ids=["shift reference", "shift reference wins over $OFFSET", "$OFFSET"],
+)
+def test_jcamp_axis_counted_from_the_right_edge_is_placed_by_the_header(tmp_path, extra):
+    spectrum = read_spectrum(_topspin_jcamp(tmp_path, *extra))
+    np.testing.assert_allclose(spectrum.ppm, TOPSPIN_PPM, rtol=0, atol=1e-9)
+    assert spectrum.notes == []
+
+
+def test_jcamp_ascending_axis_puts_offset_at_the_highest_frequency(tmp_path):
+    spectrum = read_spectrum(_topspin_jcamp(tmp_path, f"##$OFFSET= {OFFSET!r}", ascending=True))
+    np.testing.assert_allclose(spectrum.ppm, TOPSPIN_PPM[::-1], rtol=0, atol=1e-9)
+
+
+def test_jcamp_shift_reference_not_understood_is_a_note(tmp_path):
+    path = _topspin_jcamp(tmp_path, "##.SHIFT REFERENCE= INTERNAL, CDCl3")
+    with pytest.warns(ReaderNote):
+        spectrum = read_spectrum(path)
+    assert len(spectrum.notes) == 1 and "SHIFT REFERENCE" in spectrum.notes[0]
+    assert spectrum.notes[0].startswith(f"{path}: ")
+    width = SW * (SI - 1) / SI
+    np.testing.assert_allclose(spectrum.ppm, np.linspace(width, 0, SI) / SF, atol=1e-9)
+
+
+def test_jcamp_ppm_x_values_that_disagree_with_the_shift_reference_give_a_note(tmp_path):
+    y = spectrum_values()
+    extra = ["##.SHIFT REFERENCE= INTERNAL, TMS, 1, 11.0"]
+    path = make_jcamp(tmp_path / "ppm.jdx", y, first=10.0, last=-0.5, units="PPM", extra=extra)
+    with pytest.warns(ReaderNote, match="differ by 1 ppm"):
+        spectrum = read_spectrum(path)
+    np.testing.assert_allclose(spectrum.ppm, np.linspace(11.0, 0.5, SI), atol=1e-9)
+
+
+# --------------------------------------------------------------------------- reader notes
+
+
+def _complex_file(tmp_path: Path, suffix: str) -> Path:
+    values = (np.arange(8) + 1j).astype(np.complex64)
+    path = tmp_path / f"complex{suffix}"
+    if suffix == ".npy":
+        np.save(path, values)
+    elif suffix == ".npz":
+        np.savez(path, intensities=values)
+    else:
+        with h5py.File(path, "w") as handle:
+            handle["intensities"] = values
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5"])
+def test_complex_array_gives_its_real_part_and_a_one_line_note(tmp_path, suffix):
+    path = _complex_file(tmp_path, suffix)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spectrum = read_spectrum(path)
+    np.testing.assert_array_equal(spectrum.intensities, np.arange(8, dtype=np.float32))
+    assert len(spectrum.notes) == 1
+    note = spectrum.notes[0]
+    assert note.startswith(f"{path}: complex values; the real part is used") and "\n" not in note
+    # the same note reaches Python as a ReaderNote, issued where read_spectrum was called
+    assert [(item.category, str(item.message)) for item in caught] == [(ReaderNote, note)]
+    assert caught[0].filename == __file__
+
+
+def test_nmrglue_warnings_become_notes_naming_the_file(tmp_path):
+    """A line nmrglue cannot split is a note; an empty value (legal, and in every TopSpin
+    export) is not; neither is a UserWarning from inside nmrladder."""
+    extra = ["##$RELAX=", "##NO EQUALS SIGN HERE"]
+    path = make_jcamp(tmp_path / "odd.jdx", spectrum_values(), first=5e3, last=-3e3, extra=extra)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spectrum = read_spectrum(path)
+    assert len(spectrum.notes) == 1, spectrum.notes
+    assert spectrum.notes[0].startswith(f"{path}: Bad JCAMP-DX line")
+    assert "NO EQUALS SIGN HERE" in spectrum.notes[0] and "\n" not in spectrum.notes[0]
+    assert [item.category for item in caught] == [ReaderNote]
+
+
+# ------------------------------------------------------------------ parameter files that end
+
+
+def _read_within(path: Path, seconds: int = 20):
+    """read_spectrum(path), failing the test if it has not ended after ``seconds`` (nmrglue's
+    parser loops in Python code, which the alarm's exception interrupts)."""
+
+    def stop(signum, frame):
+        raise TimeoutError(f"reading {path} did not end within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        return read_spectrum(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _cut_acqus_inside_a_string(experiment: Path) -> tuple[Path, str]:
+    """The issue's case: a real acqus (CRLF) cut off inside its first <...> string."""
+    acqus = experiment / "acqus"
+    data = acqus.read_bytes()
+    acqus.write_bytes(data[: data.index(b"##$AUNM= <") + len(b"##$AUNM= <au")])
+    return acqus, "cut off inside the <...> string"
+
+
+def _cut_procs_between_parameters(experiment: Path) -> tuple[Path, str]:
+    procs = experiment / "pdata" / "1" / "procs"
+    data = procs.read_bytes()
+    procs.write_bytes(data[: data.index(b"##$SI=")])
+    return procs, "no closing ##END= line"
+
+
+def _short_array_in_acqus(experiment: Path) -> tuple[Path, str]:
+    acqus = experiment / "acqus"
+    data = acqus.read_bytes()
+    end = data.index(b"##END=")
+    acqus.write_bytes(data[:end] + b"##$CUTARRAY= (0..63)\r\n1 2 3\r\n" + data[end:])
+    return acqus, "runs on past the end of the file"
+
+
+def _unclosed_string_in_procs(experiment: Path) -> tuple[Path, str]:
+    procs = experiment / "pdata" / "1" / "procs"
+    data = procs.read_bytes()
+    at = data.index(b"##$SI=")
+    procs.write_bytes(data[:at] + b"##$BROKEN= <no end\r\n" + data[at:])
+    return procs, "is not closed before the next parameter"
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        _cut_acqus_inside_a_string,
+        _cut_procs_between_parameters,
+        _short_array_in_acqus,
+        _unclosed_string_in_procs,
+    ],
+    ids=lambda corrupt: corrupt.__name__.strip("_"),
+)
+def test_incomplete_parameter_file_ends_in_an_error_naming_it(tmp_path, corrupt):
+    experiment = real_bruker(tmp_path)
+    named, problem = corrupt(experiment)
+    with pytest.raises(InputError, match=re.escape(problem)) as error:
+        _read_within(experiment)
+    assert_names(error, named)
+    assert "\n" not in str(error.value)
+
+
+# --------------------------------------------------------------------------- procs line endings
+
+
+def test_new_procno_keeps_the_line_endings_of_the_sources_procs(tmp_path):
+    for experiment, newline in (
+        (real_bruker(tmp_path / "windows"), b"\r\n"),  # TopSpin 2.1 on Windows
+        (make_bruker(tmp_path / "linux"), b"\n"),
+    ):
+        procs = (experiment / "pdata" / "1" / "procs").read_bytes()
+        assert procs.count(b"\n") == procs.count(newline)  # the source is consistent
+        source = read_spectrum(experiment)
+        out = write_spectrum(source, output_path_for(source, in_place=True))
+        for name in ("procs", "proc"):
+            written = (out / name).read_bytes()
+            assert written.count(b"\n") > 10 and written.count(b"\n") == written.count(newline)
+            assert written.count(b"\r") == newline.count(b"\r") * written.count(b"\n")
+        back = read_spectrum(out)
+        assert back.meta["procs"] == ng.bruker.read_jcamp(str(out / "procs"))
+        for key in ("SI", "SF", "SW_p", "OFFSET", "BYTORDP", "DTYPP"):
+            assert back.meta["procs"][key] == source.meta["procs"][key]
+        np.testing.assert_array_equal(back.ppm, source.ppm)
+
+
+# --------------------------------------------------------------------------- import direction
+
+
+READER_MODULES = {"io", "formats", "jcamp", "param_files", "spectrum"}
+
+
+def _runtime_imports() -> dict[str, set[str]]:
+    """runtime module -> the runtime modules it imports anywhere (function bodies too)."""
+    root = Path(formats.__file__).parent
+    names = {path.stem for path in root.glob("*.py")}
+    graph = {}
+    for name in names:
+        imported = set()
+        for node in ast.walk(ast.parse((root / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "nmrladder.runtime":
+                modules = [f"nmrladder.runtime.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            prefix = "nmrladder.runtime."
+            imported |= {module.split(".")[2] for module in modules if module.startswith(prefix)}
+        graph[name] = imported & names
+    return graph
+
+
+def test_no_import_cycle_through_the_readers():
+    """formats imported a private helper of io, which imports formats (lazily) back."""
+    graph = _runtime_imports()
+    assert "formats" in graph["io"]  # the analysis sees the lazy import
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for name in graph[start] - seen:
+            seen.add(name)
+            if name == goal or reaches(name, goal, seen):
+                return True
+        return False
+
+    cycles = sorted(name for name in READER_MODULES if reaches(name, name, set()))
+    assert not cycles, f"import cycles through {cycles}"

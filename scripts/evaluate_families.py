@@ -39,7 +39,8 @@ def evaluate(models: dict[str, str], data: Path, limit: int | None, log) -> dict
     for family in FAMILY_NAMES:
         sets = {f"SNR {snr}": data / f"{family}_snr{snr}" for snr in SNRS
                 if (data / f"{family}_snr{snr}" / "ladders.h5").is_file()}
-        if not sets:
+        if not sets or not (data / f"val_{family}" / "ladders.h5").is_file():
+            log(f"{family}: test or validation sets missing in {data}, skipped")
             continue
         report = evaluate_denoisers(denoisers, sets, data / f"val_{family}", limit=limit,
                                     log=log)

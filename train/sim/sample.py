@@ -322,18 +322,30 @@ def simulate_sample(index: int, cfg: SimConfig) -> dict[str, Any]:
 def oracle_fit(lines: Lines, acq: _Acquisition, envelope: np.ndarray, region: np.ndarray,
                region_shift: np.ndarray, base_coef: np.ndarray, shift: float, noisy: np.ndarray,
                length: int) -> np.ndarray:
-    """The structure-known oracle: the least-squares fit of a rung (truth units) by every
-    line's spectrum, at its known position (the rung's drift included), width, phase and
-    processing, with a free real amplitude per line, plus the baseline's FID points.
+    """The structure-known oracle: the least-squares fit of a rung (truth units) by the
+    spectrum of every multiplet (chemical group), its lines at their known positions (the
+    rung's drift included), widths, relative intensities, phase and processing, with one free
+    real amplitude per multiplet (per weak line, one for the solvent's lines), plus the
+    baseline's FID points.
 
     What it cannot know is what the noise hides: the amplitudes. It is the ceiling a
-    denoiser that knew the molecule's line list could reach, far above detection-based ones.
+    denoiser that knew the sample's line structure could reach, far above detection-based
+    ones (a free amplitude per line instead would spend a parameter on each of the hundreds
+    of small second-order lines of a strongly coupled system, and sit lower).
     """
     log_ratio = (-np.pi * lines.lorentz_hz - 2j * np.pi * lines.freq_hz) / acq.sw_hz
     phase = np.deg2rad(acq.phase0_deg) + np.deg2rad(acq.phase1_deg) * lines.freq_hz / acq.sw_hz
+    amp = lines.amp.copy()
+    by_height = lines.kind != MAIN  # as _line_fids: weak and solvent lines carry heights
+    amp[by_height] /= decay_sums(envelope, log_ratio[by_height].real)
     m = np.arange(acq.td)
     line_ramp = ramp(region_shift[region], length, acq.td)  # [n_lines, td]
-    fids = np.exp(1j * phase)[:, None] * np.exp(log_ratio[:, None] * m) * envelope * line_ramp
+    line_fids = (amp * np.exp(1j * phase))[:, None] * np.exp(log_ratio[:, None] * m)
+    line_fids *= envelope * line_ramp
+    keys = np.stack([lines.kind, lines.group], axis=1)
+    _, column = np.unique(keys, axis=0, return_inverse=True)
+    fids = np.zeros((int(column.max()) + 1, acq.td), dtype=np.complex128)
+    np.add.at(fids, column.ravel(), line_fids)
     n_base = base_coef.size if np.any(base_coef) else 0
     if n_base:  # the baseline: real and imaginary part of each distorted FID point
         points = np.zeros((2 * n_base, acq.td), dtype=np.complex128)

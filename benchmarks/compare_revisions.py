@@ -96,6 +96,13 @@ def main(argv=None) -> int:
         tree = _checkout(args.base, scratch)
         try:
             envs = {"base": _env(_package_dir(tree, scratch)), "current": _env(None)}
+            for name, env in envs.items():  # each revision imports its own code
+                where = subprocess.run(
+                    [sys.executable, "-c", "import nmrladder.runtime as r; print(r.__file__)"],
+                    env=env, check=True, capture_output=True, text=True).stdout.strip()
+                expected = scratch if name == "base" else ROOT
+                if not where.startswith(str(expected)):
+                    raise SystemExit(f"{name}: imports {where}, not from {expected}")
             inputs = scratch / "inputs"
             inputs.mkdir()
             rng = np.random.default_rng(1)

@@ -108,7 +108,8 @@ def test_denoise_job(
             infer_all()
             paired[way].append(time.perf_counter() - started)
             # ORT's pool threads spin for a while after a two-threaded call and would slow
-            # whatever runs next (5 % measured); a pause lets them sleep first.
+            # whatever runs next (benchmarks/README.md, "End to end"); a pause lets them
+            # sleep first.
             time.sleep(SETTLE_SECONDS)
         return (out,), {}
 

@@ -345,7 +345,7 @@ def test_backends_paired(benchmark, models, sizes, recorder, role):
     copy (the timed call), round after round.
 
     The backends groups time each backend in its own benchmark, minutes apart, while this
-    VM's speed drifts by 10-30 % between minutes (benchmarks/README.md); here each round's
+    VM's speed drifts from minute to minute (benchmarks/README.md); here each round's
     ratios compare calls made within a second of each other. extra_info holds every round's
     seconds and the per-round ratios' median and quartiles.
     """
@@ -369,7 +369,7 @@ def test_backends_paired(benchmark, models, sizes, recorder, role):
     def run_others():
         # ORT's and torch's pool threads spin for a while after a call; a pause after each
         # call (the int8 one included) lets them sleep before the next backend runs
-        # (bench_end_to_end.py measured 5 % otherwise).
+        # (the slowdown otherwise: benchmarks/README.md, "End to end").
         time.sleep(PAIRED_SETTLE_SECONDS)
         names = list(others) if len(seconds["ort-cpu"]) % 2 == 0 else list(others)[::-1]
         for name in names:

@@ -40,7 +40,7 @@ import pytest  # noqa: E402
 SMOKE = os.environ.get("NMRLADDER_BENCH_SMOKE") == "1"
 QUICK = os.environ.get("NMRLADDER_BENCH_QUICK") == "1"
 THREADS = int(os.environ.get("NMRLADDER_BENCH_THREADS", "2"))
-# inductor needs ~20 s of C++ compilation even for a tiny model: the smoke run checks the
+# inductor compiles C++ for every graph, slow even for a tiny model: the smoke run checks the
 # dynamo path only.
 COMPILE_BACKEND = os.environ.get(
     "NMRLADDER_BENCH_COMPILE_BACKEND", "aot_eager" if SMOKE else "inductor"
@@ -51,7 +51,7 @@ CACHE = Path(
 SEED = 20241127
 LOAD_AT_START = os.getloadavg()
 
-# The candidate product config (~0.94 GFLOP per 16384-point spectrum) and METHOD's default.
+# The candidate product config and METHOD's default (their FLOPs: docs/model.md).
 CONFIGS = {
     "product": {
         "depth": 4,

@@ -29,7 +29,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"ort_over_eager_method": 1.6, "e2e_fraction": 0.85, "preprocess_share": 0.05}
 # A benchmark during which other processes took more of the CPU than this is marked: on a
-# 2-core machine one busy neighbour descheduling an inference thread can triple a time.
+# 2-core machine one busy neighbour descheduling an inference thread moves a time far more
+# than the spread between rounds (benchmarks/README.md, "Load").
 DISTURBED = 0.10
 
 

@@ -1,10 +1,10 @@
 """The decoder's transposed convolutions, exported as ordinary convolutions.
 
 ONNX Runtime has no int8 kernel for ConvTranspose on CPUs: in the quantized copy the four
-upsampling layers ran dequantized, in float32, and took a fifth of its time
-(benchmarks/README.md, "Efficiency"). A ConvTranspose1d with kernel 4, stride 2 and padding
-1 is the same map as a 3-tap convolution that computes both output phases at once, followed
-by an interleave:
+upsampling layers ran dequantized, in float32, and took a large share of its time
+(benchmarks/README.md, "Efficiency", has the share). A ConvTranspose1d with kernel 4,
+stride 2 and padding 1 is the same map as a 3-tap convolution that computes both output
+phases at once, followed by an interleave:
 
     out[2m]     = W[:, :, 1]^T x[m] + W[:, :, 3]^T x[m - 1]
     out[2m + 1] = W[:, :, 2]^T x[m] + W[:, :, 0]^T x[m + 1]

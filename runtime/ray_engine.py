@@ -360,8 +360,8 @@ def _denoised(ray, rows: list[dict], actor: dict, pool: dict):
             batch_format="numpy",
             # Ray Data queues several batches per actor; a worker's death charges each of them
             # a retry, so a batch queued behind a crashing one can fail with it (--resume
-            # retries it). One batch per actor would spare them but cost a third of the
-            # throughput here (docs/scale-out.md).
+            # retries it). One batch per actor would spare them but cost much of the
+            # throughput (docs/scale-out.md has the figures).
             compute=ActorPoolStrategy(size=pool["workers"]),
             num_cpus=pool["num_cpus"],
             num_gpus=pool["num_gpus"],

@@ -149,8 +149,8 @@ def _rung0_pseudo_truth(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     The inverse of rung 0's alignment and re-scaling, ``shift(s_hat, +d_0) / s_0 + offset_0``.
     The shift is the band-limited Fourier shift rather than the preprocessing's linear
     interpolation: s_hat is mostly the un-interpolated top rung, and a second linear
-    interpolation would flatten lines a few points wide (by up to 6 dB of peak-region error
-    at 4096 points).
+    interpolation would flatten lines a few points wide (the peak-region error it costs:
+    docs/evaluation.md).
     """
     from nmrladder.train.simulate import fourier_shift_real
 

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     """Simulate to DIR/ladders.h5 and print a summary; returns the exit status."""
     if "numpy" not in sys.modules:
         # The simulator's own threads do the parallel work; OpenBLAS's pool would only
-        # busy-wait beside them (measured: ~1.5x throughput with one BLAS thread).
+        # busy-wait beside them (docs/simulator.md, "Speed", has the throughput of both).
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
 

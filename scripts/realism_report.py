@@ -1,0 +1,178 @@
+"""Figures and the docs table of the realism check (scripts/realism.py), made from its
+results: the simulated distribution per family as boxes, the real spectra as points."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from nmrladder.runtime.atomic import atomic_path, write_text_atomic
+
+__all__ = ["BEGIN", "END", "SECTION", "markdown", "write_docs", "write_plots"]
+
+BEGIN, END = "<!-- realism:begin -->", "<!-- realism:end -->"
+SECTION = "## Realism against real spectra"
+
+#: (key, column title, formatter) of the docs table.
+COLUMNS = (
+    ("fwhm_pts", "FWHM, points @16384", lambda v: f"{v:.3g}"),
+    ("fwhm_hz", "FWHM, Hz", lambda v: f"{v:.3g}"),
+    ("fwhm_native_pts", "FWHM, points as processed", lambda v: f"{v:.3g}"),
+    ("lag1", "noise lag-1", lambda v: f"{v:.2f}"),
+    ("lag2", "noise lag-2", lambda v: f"{v:.2f}"),
+    ("baseline", "baseline / tallest", lambda v: f"{100 * v:.2g} %"),
+    ("phase_deg", "phase error, tallest peak, °", lambda v: f"{v:.1f}"),
+)
+
+#: (file stem, [(key, axis label, log scale)]) of the figures.
+FIGURES = (
+    ("fwhm", [("fwhm_pts", "FWHM, points at 16384 over SW", True),
+              ("fwhm_native_pts", "FWHM, points as processed", True)]),
+    ("noise", [("lag1", "noise lag-1 autocorrelation", False),
+               ("lag2", "noise lag-2 autocorrelation", False)]),
+    ("baseline", [("baseline", "baseline range / tallest peak", True)]),
+    ("phase", [("phase_deg", "|phase error| of the tallest peak, degrees", False)]),
+)
+
+
+def _finite(values) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
+def write_plots(result: dict, simulated: dict[str, list[dict]], out: Path) -> list[Path]:
+    """One PNG per measure: per family a box of the simulated values (whiskers 5-95 %),
+    the real spectra on top (filled: FIDs processed here; open: vendor-processed; small
+    crosses for the noise: FIDs resampled to 16384 points)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = list(result["families"])
+    paths = []
+    for stem, panels in FIGURES:
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels) + 1.0, 3.6),
+                                 squeeze=False)
+        for ax, (key, label, log) in zip(axes[0], panels, strict=True):
+            data = [_finite(r[key] for r in simulated[f]) for f in families]
+            ax.boxplot([d if d.size else [np.nan] for d in data], whis=(5, 95), widths=0.5,
+                       showfliers=False, tick_labels=families)
+            rng = np.random.default_rng(0)
+            for k, f in enumerate(families, start=1):
+                real = result["families"][f]["real"]
+                for source, marker, face, name in (
+                        ("fid", "o", "C3", "real FID, processed here"),
+                        ("processed", "^", "none", "real, vendor-processed")):
+                    v = _finite(r[key] for r in real if r["source"] == source)
+                    ax.scatter(k + rng.uniform(-0.18, 0.18, v.size), v, marker=marker, s=22,
+                               facecolors=face, edgecolors="C3", zorder=3, linewidths=1.0,
+                               label=name if k == 1 else None)
+                if key in ("lag1", "lag2"):
+                    v = _finite(r[f"{key}_16k"] for r in real if r["source"] == "fid")
+                    ax.scatter(k + rng.uniform(-0.18, 0.18, v.size), v, marker="x", s=12,
+                               color="0.4", zorder=3, linewidths=0.8,
+                               label="real FID, resampled to 16384" if k == 1 else None)
+            if log:
+                ax.set_yscale("log")
+            ax.set_ylabel(label, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(axis="y", alpha=0.3)
+        axes[0][0].legend(fontsize=6, loc="best")
+        fig.suptitle(f"boxes: simulated ({result['samples']} per family, 5-25-50-75-95 %); "
+                     "markers: real spectra", fontsize=8)
+        fig.tight_layout()
+        path = out / f"realism_{stem}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _cell(values: np.ndarray, fmt, simulated: dict | None) -> str:
+    """median (range) of real values; a dagger where the median lies outside the simulated
+    5-95 % range."""
+    if values.size == 0:
+        return "-"
+    med = float(np.median(values))
+    text = fmt(med) if values.size == 1 else f"{fmt(med)} ({fmt(values.min())}–{fmt(values.max())})"
+    if simulated and simulated.get("n") and not simulated["p5"] <= med <= simulated["p95"]:
+        text += " †"
+    return text
+
+
+def markdown(result: dict, figures: Path | str) -> str:
+    """The generated part of the section: how the numbers were made, the table, the
+    figures."""
+    lines = [
+        "Generated by `python scripts/realism.py --write-docs` from "
+        "`docs/figures/realism.json`; do not edit by hand.",
+        "",
+        f"Simulated: {result['samples']} spectra per family (rung 0 at SNR {result['snr']:g}, "
+        f"{result['length']} points, seed {result['seed']}); widths and phases measured on "
+        "`truth_peaks`, the baseline on `truth`, the noise on rung 0 less its noise-free "
+        "content. Real: the spectra of /work/shared/realdata listed in "
+        "`scripts/realism_data.py`, one per acquisition series (its first FID; the three "
+        "benchtop acquisitions, separate shims of the only benchtop sample, all count), "
+        "measured on their own grid, widths converted to points at "
+        f"{result['length']} over their spectral width.",
+        "",
+        f"Processing of the real data: {result['recipe']}",
+        "",
+        "Measures (the same code on both, `scripts/realism_measures.py`):",
+        "",
+    ]
+    lines += [f"- `{k}`: {v}" for k, v in result["measures"].items()]
+    lines += [
+        "",
+        "Simulated: median (5–95 %). Real: median (min–max) over the spectra; † marks a real "
+        "median outside the simulated 5–95 % range.",
+        "",
+        "| family | data | n | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        "|---" * (3 + len(COLUMNS)) + "|",
+    ]
+    for family, entry in result["families"].items():
+        sim = entry["simulated"]
+        cells = []
+        for key, _, fmt in COLUMNS:
+            s = sim.get(key, {})
+            cells.append(f"{fmt(s['p50'])} ({fmt(s['p5'])}–{fmt(s['p95'])})" if s.get("n")
+                         else "-")
+        lines.append(f"| {family} | simulated | {result['samples']} | " + " | ".join(cells) + " |")
+        for source, name in (("fid", "real, FIDs processed here"),
+                             ("processed", "real, vendor-processed")):
+            real = [r for r in entry["real"] if r["source"] == source]
+            if not real:
+                continue
+            cells = [_cell(_finite(r[key] for r in real), fmt, sim.get(key))
+                     for key, _, fmt in COLUMNS]
+            lines.append(f"| {family} | {name} | {len(real)} | " + " | ".join(cells) + " |")
+    if result.get("skipped"):
+        lines += ["", "Not read: " + "; ".join(f"{s['path']} ({s['reason']})"
+                                              for s in result["skipped"])]
+    lines += [
+        "",
+        "Per spectrum (label, nucleus, MHz, spectral width, points, every measure): "
+        "`docs/figures/realism.json`.",
+        "",
+    ]
+    figures = str(figures).rstrip("/")
+    lines += [f"![{stem}]({figures}/realism_{stem}.png)" for stem, _ in FIGURES]
+    return "\n".join(lines)
+
+
+def write_docs(result: dict, docs: Path, figures: Path | str) -> None:
+    """Replace the text between BEGIN and END in ``docs``; add the section with its markers
+    at the end when they are missing. The rest of the file is left as it is."""
+    text = docs.read_text(encoding="utf-8")
+    block = f"{BEGIN}\n{markdown(result, figures)}\n{END}"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    elif BEGIN in text or END in text:
+        raise ValueError(f"{docs}: the realism markers {BEGIN} and {END} are not a pair")
+    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+    write_text_atomic(docs, text)

@@ -70,21 +70,66 @@ def _build_parser(selected: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as one plain line, ``warning: <message>``: a user of the command line
+    needs what happened (a reader's note names its file), not where in the source it was
+    issued. Installed by :func:`main` for the verb's run only; the library leaves Python's
+    own display to its callers."""
+    text = " ".join(str(message).split())
+    stream = sys.stderr if file is None else file
+    try:
+        stream.write(f"warning: {text}\n")
+    except (OSError, ValueError):
+        pass  # no stderr to show it on (closed, or a GUI without one): as Python's own does
+
+
+def _interrupted(verb: str, err: KeyboardInterrupt) -> int:
+    """Ctrl-C: one line (with the verb's hint on what was kept, if it gave one), exit 130.
+
+    A verb's worker threads stop before it returns (the batch job waits for them); if one
+    still runs (a second Ctrl-C cut that wait short), the process ends here, at once:
+    Python would otherwise finalise under a thread inside native code (ONNX Runtime), which
+    aborts the process.
+    """
+    import os
+    import threading
+
+    hint = f": {err}" if str(err) else ""
+    print(f"nmrladder {verb}: interrupted{hint}", file=sys.stderr)
+    workers = [t for t in threading.enumerate() if t.name.startswith("nmrladder-")]
+    try:
+        for thread in workers:
+            thread.join(timeout=1.0)  # a thread that has ended its work is gone at once
+        left = [t for t in workers if t.is_alive()]
+    except KeyboardInterrupt:
+        left = workers
+    if left:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from nmrladder.runtime.errors import NmrLadderError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = _build_parser(selected if selected in VERBS else None)
     args = parser.parse_args(argv)
+    shown_by_python = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return int(args._run(args) or 0)
     except NmrLadderError as err:
         print(f"nmrladder {args.verb}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nmrladder {args.verb}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(args.verb, err)
+    finally:
+        warnings.showwarning = shown_by_python
 
 
 if __name__ == "__main__":

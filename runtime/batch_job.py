@@ -29,7 +29,13 @@ import numpy as np
 from nmrladder.runtime.dispatch import fallback_counts, fallbacks_since
 from nmrladder.runtime.errors import InputError, NmrLadderError
 from nmrladder.runtime.inputs import colliding_names
-from nmrladder.runtime.manifest import FileResult, JobSummary, Manifest, plan_resume
+from nmrladder.runtime.manifest import (
+    FileResult,
+    JobSummary,
+    Manifest,
+    plan_resume,
+    prepare_out_dir,
+)
 from nmrladder.runtime.stages import (
     STAGES,
     ScaledInput,
@@ -78,6 +84,38 @@ class _FileProgress:
     def written_one(self) -> None:
         with self._lock:
             self._written += 1
+
+
+class _Running:
+    """How many of a job's stage threads are still running; :meth:`wait` returns when none is.
+
+    The job waits on this, not on Thread.join: on Python 3.11 a join interrupted by Ctrl-C
+    marks the thread as ended while it still runs, so the job would return (and the
+    interpreter exit) under an inference thread inside ONNX Runtime, which aborts the
+    process ("terminate called without an active exception").
+    """
+
+    def __init__(self):
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def started_one(self) -> None:
+        with self._changed:
+            self._count += 1  # counted once started: a thread may end before it is counted
+
+    def ended_one(self) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def ended(self) -> bool:
+        with self._changed:
+            return self._count <= 0
+
+    def wait(self) -> None:
+        with self._changed:
+            while self._count > 0:
+                self._changed.wait()
 
 
 class _Batcher:
@@ -202,20 +240,21 @@ class DenoiseJob:
             core=self._core,
             model=self._model,
         )
+        result.seconds = time.perf_counter() - item.started  # read to written, as recorded
         if result.status == "ok":
             try:
                 self.manifest.record(result)
             except OSError as err:
                 message = failure_message(err, item.path)
                 result = FileResult(str(item.path), status="failed", message=message)
-        result.seconds = time.perf_counter() - item.started
+                result.seconds = time.perf_counter() - item.started
         self._add_time(write=time.perf_counter() - started)
         return result
 
     # -- orchestration ------------------------------------------------------------------
     def run(self, inputs: Iterable[str | Path]) -> JobSummary:
         started = time.perf_counter()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        prepare_out_dir(self.out_dir)
         paths = [Path(p) for p in inputs]
         self._colliding_names = colliding_names(paths)
         skipped, todo = plan_resume(
@@ -244,28 +283,36 @@ class DenoiseJob:
         self._stop.clear()
         bar = progress_bar(len(paths), self.progress)
         # One inference loop per stream (Denoiser.streams): ORT releases the GIL while it runs.
-        stages = [
-            self._start_stage(failures, self._inference_loop, files, batcher, ready, finished)
-            for _ in range(self.streams)
-        ]
-        stages += [
-            self._start_stage(failures, self._file_loop, files, ready, finished, results, bar)
-            for _ in range(self.file_threads)
-        ]
+        running = _Running()
         try:
-            for thread in stages:
-                thread.join()
+            for _ in range(self.streams):
+                self._start_stage(
+                    running, failures, self._inference_loop, files, batcher, ready, finished
+                )
+            for _ in range(self.file_threads):
+                self._start_stage(
+                    running, failures, self._file_loop, files, ready, finished, results, bar
+                )
+            running.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C): every stage ends within its 0.1 s waits or the batch it
+            # holds; what was written is in the manifest, and --resume does the rest. A
+            # second interrupt leaves at once, the stages still running (the CLI then ends
+            # the process).
+            self._stop.set()
+            running.wait()
+            raise
         finally:
-            self._stop.set()  # after an interrupt: every stage ends within its 0.1 s waits
-            for thread in stages:
-                thread.join()
-            bar.close()
-            self.manifest.close()
+            if running.ended():
+                bar.close()
+                self.manifest.close()
         if failures:
             raise failures[0]
         return results
 
-    def _start_stage(self, failures: list[BaseException], loop, *args) -> threading.Thread:
+    def _start_stage(
+        self, running: _Running, failures: list[BaseException], loop, *args
+    ) -> threading.Thread:
         """Run one stage's ``loop`` in a thread. An exception in any stage stops the job: the
         other stages see ``_stop`` instead of waiting forever for work the failed stage no
         longer gives, and _run_pipeline raises the first exception once all have ended."""
@@ -276,10 +323,13 @@ class DenoiseJob:
             except BaseException as err:
                 failures.append(err)
                 self._stop.set()
+            finally:
+                running.ended_one()
 
         name = f"nmrladder-{loop.__name__.strip('_')}"
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
+        running.started_one()
         return thread
 
     def _running(self) -> bool:

@@ -117,17 +117,27 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from nmrladder.runtime.errors import InputError
 
+    check_options(args)
     for option, value in (("--streams", args.streams), ("--file-threads", args.file_threads)):
         if value is not None and (args.engine == "ray" or args.series):
             raise InputError(
                 f"{option} goes with the local engine's batch job (no --series, no ray)"
             )
-    if args.engine == "ray":
-        summary = _run_on_ray(args)
-    elif args.address is not None or args.workers is not None:
-        raise InputError("--address and --workers go with --engine ray")
-    else:
-        summary = _run_locally(args)
+    try:
+        if args.engine == "ray":
+            summary = _run_on_ray(args)
+        elif args.address is not None or args.workers is not None:
+            raise InputError("--address and --workers go with --engine ray")
+        else:
+            summary = _run_locally(args)
+    except KeyboardInterrupt:
+        from nmrladder.runtime.manifest import MANIFEST
+
+        # The job stopped its threads and kept every finished output in the manifest.
+        raise KeyboardInterrupt(
+            f"the finished outputs are recorded in {args.out / MANIFEST}; "
+            "run the same command with --resume to do the rest"
+        ) from None
     print(summary.table())
     ok = sum(r.status == "ok" for r in summary.results)
     skipped = sum(r.status == "skipped" for r in summary.results)
@@ -146,12 +156,50 @@ def run(args) -> int:
     return 1 if summary.failed else 0
 
 
+def check_options(args) -> None:
+    """One-line errors for options that cannot work, before any model is loaded or folder
+    made: counts below one, an output folder that is a file, the torch backend on an
+    artefact that is not a torch program."""
+    from nmrladder.runtime.errors import InputError
+
+    counts = (
+        ("--batch-size", args.batch_size),
+        ("--threads", args.threads),
+        ("--streams", args.streams),
+        ("--file-threads", args.file_threads),
+        ("--workers", args.workers),
+    )
+    for option, value in counts:
+        if value is not None and value < 1:
+            raise InputError(f"{option} {value}: give a whole number of at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: is a file, not a folder; name a folder for outputs")
+    if args.backend == "torch":
+        _check_torch_model(args.model)
+
+
+def _check_torch_model(model: Path | None) -> None:
+    """The torch backend runs an exported torch program (.pt2): refuse anything else here,
+    before torch is imported and tries to load it."""
+    from nmrladder.runtime.errors import InputError
+
+    hint = "export one with nmrladder export RUN --out DIR --formats onnx,pt2 and give --model DIR"
+    if model is None:
+        raise InputError(
+            f"--backend torch needs a torch program (.pt2); the shipped model is ONNX only: {hint}"
+        )
+    if model.is_file() and model.suffix != ".pt2":
+        raise InputError(f"--backend torch needs a torch program (.pt2), not {model}: {hint}")
+
+
 def _run_locally(args):
     from nmrladder.runtime.batch_job import DenoiseJob
     from nmrladder.runtime.denoiser import Denoiser
     from nmrladder.runtime.inputs import discover_inputs
     from nmrladder.runtime.series import run_series
 
+    # The inputs first: a folder without spectra is said before a model is loaded.
+    inputs = args.inputs if args.series else list(discover_inputs(args.inputs, args.out))
     # A series is denoised one ladder (one batch) at a time: one stream on every thread.
     streams = 1 if args.series else args.streams or auto_streams(args.backend, args.threads)
     options = dict(
@@ -168,7 +216,7 @@ def _run_locally(args):
     progress = not args.no_progress
     if args.series:
         return run_series(
-            denoiser, args.inputs, args.out, resume=args.resume, plot=args.plot, progress=progress
+            denoiser, inputs, args.out, resume=args.resume, plot=args.plot, progress=progress
         )
     job = DenoiseJob(
         denoiser,
@@ -179,7 +227,7 @@ def _run_locally(args):
         in_place=args.in_place,
         file_threads=1 if args.file_threads is None else args.file_threads,
     )
-    return job.run(discover_inputs(args.inputs))
+    return job.run(inputs)
 
 
 def auto_streams(backend: str, threads: int | None) -> int:
@@ -202,7 +250,7 @@ def _run_on_ray(args):
         raise InputError("--series runs on the local engine (drop --engine ray)")
     return denoise_with_ray(
         args.model,
-        list(discover_inputs(args.inputs)),
+        list(discover_inputs(args.inputs, args.out)),
         args.out,
         backend=args.backend,
         batch_size=args.batch_size,

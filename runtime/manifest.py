@@ -10,10 +10,12 @@ with :func:`plan_resume` and record with :class:`Manifest`.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nmrladder.runtime.errors import InputError
 from nmrladder.runtime.residual import RESIDUAL_STEP
 
 MANIFEST = "manifest.jsonl"
@@ -53,11 +55,14 @@ class JobSummary:
         return [r for r in self.results if r.status == "failed"]
 
     def table(self) -> str:
+        """A row per input, named by its path below the inputs' common folder (inputs of one
+        name from several folders stay apart)."""
         from nmrladder.runtime.table import format_table
 
+        names = relative_names([r.input for r in self.results])
         rows = [
-            [Path(r.input).name, r.status, r.points, r.snr_before, r.snr_after, r.message or "-"]
-            for r in self.results
+            [name, r.status, r.points, r.snr_before, r.snr_after, r.message or "-"]
+            for name, r in zip(names, self.results, strict=True)
         ]
         headers = ["input", "status", "points", "SNR before", "SNR after", "warning / error"]
         return format_table(headers, rows, digits=1)
@@ -166,6 +171,30 @@ def remove_stale_temporaries(out_dir: Path) -> list[Path]:
     return stale
 
 
+def relative_names(inputs: list[str]) -> list[str]:
+    """Each input's path relative to the folder that holds them all (one input: its name)."""
+    if not inputs:
+        return []
+    absolute = [os.path.abspath(p) for p in inputs]
+    try:
+        root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    except ValueError:  # on different drives (Windows): no common folder
+        return list(inputs)
+    return [os.path.relpath(p, root) for p in absolute]
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Make the output folder (and its parents), or say in one line why it cannot be."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: the output folder is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"{out_dir}: cannot make the output folder ({err.strerror or err})"
+        ) from None
+
+
 def residual_step(residual_lb: float | None) -> str:
     """What a manifest entry records of the residual step: its version when it ran."""
     return RESIDUAL_STEP if residual_lb else ""
@@ -177,6 +206,8 @@ __all__ = [
     "JobSummary",
     "Manifest",
     "plan_resume",
+    "prepare_out_dir",
+    "relative_names",
     "remove_stale_temporaries",
     "residual_step",
 ]

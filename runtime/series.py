@@ -1,16 +1,22 @@
 """Series mode: each input is an SNR ladder, denoised rung by rung and fused (``--series``).
 
 A ladder is a folder of rung files (sorted by name, rung 0 the lowest SNR) or one 2D .npy/.npz
-array [R, L]; :meth:`Denoiser.denoise_series` denoises and fuses it, and the fused spectrum is
-written in the top rung's format (a new procno for Bruker) or as ``<name>_fused.npz``, with
-``<name>_series.json`` beside it. The manifest, the resume plan and the per-input failure
-policy are the batch job's (runtime/manifest.py, runtime/stages.py).
+array [R, L]; :meth:`Denoiser.denoise_series` denoises and fuses it. Its outputs are named
+after the ladder as the batch job's are after the input (:func:`ladder_name`: the folder's
+name, or the file's name less its suffix): ``<name>_fused<suffix>`` in the top rung's format
+(a new procno for Bruker rungs; ``.npz`` for an array), ``<name>_series.json`` beside it,
+and ``plots/<input name>.png``. Ladders whose outputs would share a name are qualified by
+their folder, as the batch job's inputs are (runtime/stages.py, qualified). The manifest, the
+resume plan and the per-input failure policy are the batch job's (runtime/manifest.py,
+runtime/stages.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,8 +25,22 @@ import numpy as np
 from nmrladder.runtime.dispatch import fallback_counts, fallbacks_since
 from nmrladder.runtime.errors import InputError, NmrLadderError
 from nmrladder.runtime.inputs import is_bruker, is_candidate
-from nmrladder.runtime.manifest import FileResult, JobSummary, Manifest, plan_resume, residual_step
-from nmrladder.runtime.stages import estimated_snr, failure_message, progress_bar
+from nmrladder.runtime.manifest import (
+    FileResult,
+    JobSummary,
+    Manifest,
+    plan_resume,
+    prepare_out_dir,
+    residual_step,
+)
+from nmrladder.runtime.stages import (
+    estimated_snr,
+    failure_message,
+    output_destination,
+    plot_path,
+    progress_bar,
+    qualified,
+)
 
 
 def read_ladder(path: str | Path) -> tuple[np.ndarray, list | None]:
@@ -70,16 +90,18 @@ def run_series(
     """Denoise each ladder (:meth:`Denoiser.denoise_series`) and write its fused spectrum.
 
     The fused spectrum goes out in the top rung's format when the rungs are files (a new
-    procno for Bruker), else as ``<name>_fused.npz``; ``<name>_series.json`` beside it holds
+    procno for Bruker), else as ``<name>_fused.npz`` (``<name>``: :func:`ladder_name`, qualified
+    when two ladders share it); ``<name>_series.json`` beside it holds
     T_hat, the SNR, noise, shift, scale and weight of every rung. ``resume`` and the failure
     policy are the batch job's (runtime/manifest.py, plan_resume; _denoise_ladder).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     residual_lb = getattr(denoiser, "residual_lb", None)
     model = getattr(denoiser, "fingerprint", "")
     started = time.perf_counter()
     paths = [Path(p) for p in inputs]
+    names = Counter(ladder_name(p).casefold() for p in {Path(os.path.abspath(p)) for p in paths})
     skipped, _ = plan_resume(paths, out_dir, resume, residual_lb, model)
     done = {result.input: result for result in skipped}
     manifest = Manifest(out_dir)
@@ -91,10 +113,11 @@ def run_series(
             result = done.get(str(path))
             if result is None:
                 t0 = time.perf_counter()
-                result = _denoise_ladder(denoiser, path, out_dir, plot, residual_lb, model)
+                qualify = names[ladder_name(path).casefold()] > 1
+                result = _denoise_ladder(denoiser, path, out_dir, plot, residual_lb, model, qualify)
+                result.seconds = time.perf_counter() - t0  # read to written, as recorded
                 if result.status == "ok":
                     result = _recorded(manifest, result, path)
-                result.seconds = time.perf_counter() - t0
             summary.results.append(result)
             bar.update(1)
     finally:
@@ -105,8 +128,21 @@ def run_series(
     return summary
 
 
+def ladder_name(path: Path) -> str:
+    """What a ladder's outputs are named after: a folder's name, a file's name less its
+    suffix (``a.npy`` gives ``a_fused.npz`` and ``a_series.json``)."""
+    path = Path(path)
+    return path.stem if path.suffix.lower() in (".npy", ".npz") else path.name
+
+
 def _denoise_ladder(
-    denoiser, path: Path, out_dir: Path, plot: bool, residual_lb: float | None, model: str
+    denoiser,
+    path: Path,
+    out_dir: Path,
+    plot: bool,
+    residual_lb: float | None,
+    model: str,
+    qualify: bool = False,
 ) -> FileResult:
     """Read, denoise and fuse one ladder, write the fused spectrum and its report: its result.
 
@@ -124,7 +160,7 @@ def _denoise_ladder(
     except (NmrLadderError, OSError) as err:
         return _failed(err, path)
     try:
-        written = _write_series(series, ladder, spectra, path, out_dir, plot)
+        written = _write_series(series, ladder, spectra, path, out_dir, plot, qualify)
         snr_before, _ = estimated_snr(ladder[-1])
         snr_after, _ = estimated_snr(series.fused)
     except Exception as err:
@@ -143,20 +179,26 @@ def _denoise_ladder(
     )
 
 
-def _write_series(series, ladder, spectra, path: Path, out_dir: Path, plot: bool) -> Path:
+def _write_series(
+    series, ladder, spectra, path: Path, out_dir: Path, plot: bool, qualify: bool
+) -> Path:
     """Write the fused spectrum (in the top rung's format when the rungs are files, else as
-    an .npz), ``<name>_series.json`` and, with ``plot``, the overlay: the fused file's path."""
+    an .npz), ``<name>_series.json`` and, with ``plot``, the overlay: the fused file's path.
+    ``qualify``: another ladder's outputs would have these names (stages.qualified)."""
     from nmrladder.runtime.atomic import atomic_path, write_text_atomic
-    from nmrladder.runtime.io import Spectrum, output_path_for, write_spectrum
+    from nmrladder.runtime.io import Spectrum, write_spectrum
 
+    name = ladder_name(path)
+    if qualify:
+        name = qualified(path, name)
     top = spectra[-1] if spectra else Spectrum(ladder[-1].astype(np.float32), source=str(path))
     if spectra:
-        destination = output_path_for(top, out_dir)
+        destination = output_destination(top, Path(top.source), out_dir, False, qualify)
         if top.format != "bruker":
-            destination = destination.with_name(f"{path.name}_fused{destination.suffix}")
+            destination = destination.with_name(f"{name}_fused{destination.suffix}")
         written = write_spectrum(top, destination, series.fused)
     else:
-        written = out_dir / f"{path.stem}_fused.npz"
+        written = out_dir / f"{name}_fused.npz"
         with atomic_path(written) as tmp:
             np.savez(tmp, intensities=series.fused)
     report = {
@@ -169,14 +211,14 @@ def _write_series(series, ladder, spectra, path: Path, out_dir: Path, plot: bool
         "scales": series.scales.tolist(),
         "weights": series.weights.tolist(),
     }
-    write_text_atomic(out_dir / f"{path.name}_series.json", json.dumps(report, indent=2))
+    write_text_atomic(out_dir / f"{name}_series.json", json.dumps(report, indent=2))
     if plot:
         from nmrladder.runtime.plots import plot_denoised
 
         plot_denoised(
             ladder[-1],
             series.fused,
-            out_dir / "plots" / f"{path.name}.png",
+            plot_path(out_dir, path, qualify),
             ppm=top.ppm,
             title=f"{path}: top rung and the fused, denoised series",
         )
@@ -196,4 +238,4 @@ def _failed(err: Exception, path: Path) -> FileResult:
     return FileResult(str(path), status="failed", message=failure_message(err, path))
 
 
-__all__ = ["read_ladder", "run_series"]
+__all__ = ["ladder_name", "read_ladder", "run_series"]

@@ -99,12 +99,13 @@ def write_denoised(
     """Finish the network's ``output`` for ``item`` (``core``: the denoiser's, Core.finish) and
     write it atomically.
 
-    ``disambiguate``: the input's file name is shared by other inputs (inputs.colliding_names);
+    ``disambiguate``: another input's output or plot would have this one's name
+    (inputs.colliding_names), so both are qualified by the input's folder (:func:`qualified`);
     ``model``: the denoiser's fingerprint, recorded with the result.
     Returns the input's result, not yet in the manifest (the caller records it); a failure,
     an unexpected exception included, comes back as a "failed" result naming the file.
     """
-    from nmrladder.runtime.io import output_path_for, write_spectrum
+    from nmrladder.runtime.io import write_spectrum
 
     result = FileResult(input=str(item.path), status="failed", message=item.error)
     if output is None or item.error:
@@ -112,9 +113,7 @@ def write_denoised(
     try:
         spectrum = item.spectrum
         y = core.finish(item.prepared, output[None, :])[0]
-        destination = output_path_for(spectrum, out_dir, in_place=in_place)
-        if disambiguate and not in_place:
-            destination = disambiguated(destination, item.path)
+        destination = output_destination(spectrum, item.path, out_dir, in_place, disambiguate)
         written = write_spectrum(spectrum, destination, y)
         snr_after, _ = estimated_snr(y, OUTPUT_SNR_EVERY)
         result = FileResult(
@@ -130,11 +129,50 @@ def write_denoised(
             model=model,
         )
         if plot:
-            _plot(spectrum, y, item.path, out_dir)
+            _plot(spectrum, y, item.path, plot_path(out_dir, item.path, disambiguate))
     except Exception as err:
         message = failure_message(err, item.path)
         result = FileResult(str(item.path), status="failed", message=message)
     return result
+
+
+def output_destination(
+    spectrum, source: Path, out_dir: Path, in_place: bool, disambiguate: bool
+) -> Path:
+    """Where the output of input ``source`` goes (io.output_path_for), its name qualified by
+    the input's folder when ``disambiguate``. A Bruker output is a new procno in a copy of
+    the experiment at out_dir/<dataset>/<expno>, qualified as out_dir/<dataset>-<tag>/<expno>
+    (every experiment of one dataset in the same folder); in place, its own experiment."""
+    from nmrladder.runtime.io import output_path_for
+
+    if not disambiguate or in_place:
+        return output_path_for(spectrum, out_dir, in_place=in_place)
+    if spectrum.format == "bruker":
+        experiment = Path(spectrum.source).parent.parent  # <dataset>/<expno>/pdata/<procno>
+        dataset = experiment.parent
+        return Path(out_dir) / f"{dataset.name}-{_tag(dataset)}" / experiment.name
+    natural = output_path_for(spectrum, out_dir)
+    return natural.with_name(qualified(source, natural.name))
+
+
+def plot_path(out_dir: Path, source: Path, disambiguate: bool = False) -> Path:
+    """The overlay of input ``source``: out_dir/plots/<input name>.png, qualified by the
+    input's folder when ``disambiguate`` (the same rule for the batch job and series)."""
+    name = f"{source.name}.png"
+    return Path(out_dir) / "plots" / (qualified(source, name) if disambiguate else name)
+
+
+def qualified(source: Path, name: str) -> str:
+    """``name`` (an output of input ``source``) qualified by the input's folder: its name and
+    a short hash of the input's whole path keep it readable, unique and the same on every
+    run and engine, so that resume finds it."""
+    return f"{source.parent.name}-{_tag(source)}__{name}"
+
+
+def _tag(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]
 
 
 def failure_message(err: Exception, path: Path) -> str:
@@ -161,15 +199,6 @@ def split_read_time(item: ScaledInput, now: float) -> tuple[float, float]:
     return read, elapsed - read
 
 
-def disambiguated(destination: Path, source: Path) -> Path:
-    """Inputs of one file name from different folders: qualify the output name by the folder
-    (a short hash of its path keeps it unique and the same on every run, so resume works)."""
-    import hashlib
-
-    tag = hashlib.sha1(str(source.resolve().parent).encode()).hexdigest()[:8]
-    return destination.with_name(f"{source.parent.name}-{tag}__{destination.name}")
-
-
 def progress_bar(total: int, enabled: bool):
     """The job's progress bar (files), or a silent one."""
     from tqdm import tqdm
@@ -185,26 +214,22 @@ def _warning(before: float, after: float) -> str:
     return ""
 
 
-def _plot(spectrum, denoised: np.ndarray, source: Path, out_dir: Path) -> None:
+def _plot(spectrum, denoised: np.ndarray, source: Path, destination: Path) -> None:
     from nmrladder.runtime.plots import plot_denoised
 
-    plot_denoised(
-        spectrum.intensities,
-        denoised,
-        out_dir / "plots" / f"{source.name}.png",
-        ppm=spectrum.ppm,
-        title=str(source),
-    )
+    plot_denoised(spectrum.intensities, denoised, destination, ppm=spectrum.ppm, title=str(source))
 
 
 __all__ = [
     "OUTPUT_SNR_EVERY",
     "STAGES",
     "ScaledInput",
-    "disambiguated",
     "estimated_snr",
     "failure_message",
+    "output_destination",
+    "plot_path",
     "progress_bar",
+    "qualified",
     "read_scaled",
     "split_read_time",
     "unexpected_error",

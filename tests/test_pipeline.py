@@ -587,7 +587,9 @@ def test_streams_are_checked(tiny_model_dir, spectra, tmp_path, capsys):
     assert "--file-threads" in capsys.readouterr().err
     command[-1] = "--no-progress"
     assert main([*command, "--file-threads", "0", "--model", str(tiny_model_dir)]) == 2
-    assert "file_threads must be >= 1" in capsys.readouterr().err
+    assert "--file-threads 0: give a whole number of at least 1" in capsys.readouterr().err
+    with pytest.raises(InputError, match="file_threads must be >= 1"):
+        DenoiseJob(Denoiser(tiny_model_dir), tmp_path / "o", file_threads=0)
 
 
 def test_resume_redoes_outputs_another_model_made(tiny_model_dir, spectra, tmp_path):

@@ -21,8 +21,9 @@ DESCRIPTION = (
     "default.int8.onnx) when shipped, else a seeded export of the candidate config; "
     "METHOD's default U-Net is the reference point. Results: OUT/<machine>.json (pytest-"
     "benchmark) and OUT/<machine>.md (printed). Takes minutes (--quick: fewer rounds); run it "
-    "on an otherwise idle machine: on 2 cores one busy neighbour moves the figures by up to "
-    "2x. Needs the train and dev extras (torch, onnx, pytest-benchmark, torchao). The figures "
+    "on an otherwise idle machine: on 2 cores one busy neighbour moves the figures a lot "
+    "(benchmarks/README.md, Load). Needs the train and dev extras (torch, onnx, "
+    "pytest-benchmark, torchao). The figures "
     "quoted in README.md and docs/ are generated from the reference results file: after a new "
     "run there, `python benchmarks/figures.py` rewrites them."
 )

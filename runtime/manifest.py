@@ -73,7 +73,7 @@ class Manifest:
 
     Flushed, not fsync'ed: a killed or interrupted process loses nothing the OS has (what
     resume needs); the outputs are not fsync'ed either, so an fsync here would not make a
-    power cut safe, and it cost a tenth of the per-file work (benchmarks/README.md).
+    power cut safe, at a cost measured in benchmarks/README.md.
     """
 
     def __init__(self, out_dir: Path):

@@ -4,10 +4,13 @@
     den = Denoiser.default()                      # the model shipped with the package
     y = den.denoise(x)                            # x [N, L] or [L], any normalisation
     series = den.denoise_series(ladder)           # ladder [R, L]: fused spectrum, T_hat, SNRs
+    den = Denoiser.default(strength="auto")       # the strength dial (runtime/strength.py)
+    y, sigma, reports = den.denoise(x, return_confidence=True, return_report=True)
 
 Spectra may come in any normalisation (max, area, z-score, raw intensities): the input
 scaling (runtime/scaling.py) makes the network see every spectrum in its own noise units
-and maps the output back; that and the residual step are the core every path shares
+and maps the output back; that and the strength step (the dial from the input to the
+network's output, "auto", or the residual step) are the core every path shares
 (runtime/core.py). Lengths outside the artefact's range are refused; others are
 padded to the length multiple and cropped back.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmrladder.runtime.confidence import DEFAULT_COPIES, checked_copies
 from nmrladder.runtime.core import Core, CoreDenoiser
 from nmrladder.runtime.errors import InputError, ModelError
 from nmrladder.runtime.residual import checked_factor
@@ -76,7 +80,9 @@ class Denoiser(CoreDenoiser):
     ``residual_lb`` (a factor, e.g. 0.5; None: off) runs the residual step after the network
     (runtime/residual.py): the amplitudes of what it kept are re-fitted to the input, and
     what it removed comes back line-broadened: more lines found, full heights and integrals, a
-    noisier baseline.
+    noisier baseline. ``strength`` (a number in [0, 1] or "auto"; None: 1) sets the strength
+    dial instead (runtime/strength.py: 0 gives the input back bit for bit, 1 the network's
+    output, 0.5 the residual step with factor 0.5; "auto" chooses per region, with no truth).
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class Denoiser(CoreDenoiser):
         threads: int | None = None,
         streams: int = 1,
         residual_lb: float | None = None,
+        strength: float | str | None = None,
     ):
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -103,13 +110,14 @@ class Denoiser(CoreDenoiser):
         self.threads = threads
         self.streams = streams
         residual_lb = None if residual_lb is None else checked_factor(residual_lb)  # before loading
+        Core(1, residual_lb, strength)  # the settings' errors, before loading too
         session_threads = threads
         if streams > 1:
             session_threads = max(1, (threads or default_threads()) // streams)
         self.session = open_session(self.model_path, backend, threads=session_threads)
         self.info = self.session.info
         #: What the spectra go through around the network (runtime/core.py).
-        self.core = Core(self.info.length_multiple, residual_lb)
+        self.core = Core(self.info.length_multiple, residual_lb, strength)
         # On a multi-threaded CPU session ONNX Runtime's convolutions take another path for a
         # lone row than for a row of a larger batch (another summation order): the last bits
         # of a spectrum would depend on its batch (shipped float32 model, L <= 8192). run_batch.
@@ -157,12 +165,38 @@ class Denoiser(CoreDenoiser):
             raise InputError(f"{name}: NaN/Inf in spectrum {row} at point {point}")
         return x.astype(np.float32, copy=False)
 
-    def denoise(self, spectra, name: str = "spectra") -> np.ndarray:
-        """Denoise spectra [N, L] (or one [L]); the output has the input's shape and units."""
+    def denoise(
+        self,
+        spectra,
+        name: str = "spectra",
+        *,
+        return_confidence: bool = False,
+        return_report: bool = False,
+        copies: int = DEFAULT_COPIES,
+        ppm=None,
+    ):
+        """Denoise spectra [N, L] (or one [L]); the output has the input's shape and units.
+
+        ``return_confidence``: also each output point's estimated error sigma (same shape; the
+        network runs ``copies`` more times per spectrum: runtime/confidence.py);
+        ``return_report``: also a :class:`~nmrladder.runtime.strength.RemovalReport` per
+        spectrum (a list, or one report for one spectrum; ``ppm``: the ppm axis [L] or [N, L]
+        for its positions). Returns y, (y, sigma), (y, reports) or (y, sigma, reports).
+        """
         single = np.ndim(spectra) == 1
         x = self._checked(np.atleast_2d(spectra), name)
-        y = self.core.denoise(x, self._network, threads=self.threads)
-        return y[0] if single else y
+        if not (return_confidence or return_report):
+            y = self.core.denoise(x, self._network, threads=self.threads)
+            return y[0] if single else y
+        checked = self.core.check(x, self._network, threads=self.threads,
+                                  copies=checked_copies(copies) if return_confidence else 0,
+                                  ppm=ppm)
+        result = [checked.output[0] if single else checked.output]
+        if return_confidence:
+            result.append(checked.confidence[0] if single else checked.confidence)
+        if return_report:
+            result.append(checked.reports[0] if single else checked.reports)
+        return tuple(result)
 
     def _network(self, z: np.ndarray) -> np.ndarray:
         """The network on the canonical input z [N, L_pad], in batches of ``batch_size``,

@@ -164,7 +164,7 @@ def refit_amplitudes(
 
     levels = np.reshape(centers, (-1, 1))
     xc, yc = x - levels, y - levels
-    supports = dilate(yc > REGION_LEVEL * np.reshape(sigmas, (-1, 1)), REGION_RADIUS)
+    supports = dilate(yc > REGION_LEVEL * np.reshape(sigmas, (-1, 1)), REGION_RADIUS, threads=1)
     out = yc.copy()
     for row, support in enumerate(supports):
         # Boundaries 0, start_0, stop_0, start_1, ..., L: the segments between them alternate

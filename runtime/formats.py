@@ -27,7 +27,9 @@ import nmrglue as ng
 import numpy as np
 
 from nmrladder.runtime.atomic import atomic_path, write_bytes_atomic
+from nmrladder.runtime.bruker_fid import read_bruker_fid
 from nmrladder.runtime.errors import InputError
+from nmrladder.runtime.fid import FidProcessing
 from nmrladder.runtime.jcamp import read_jcamp
 from nmrladder.runtime.param_files import read_parameter_file
 from nmrladder.runtime.spectrum import (
@@ -53,10 +55,42 @@ _INT_TOP_BIT = 29
 
 
 def looks_like_bruker(path: Path) -> bool:
-    """True for a Bruker experiment folder, a pdata/<procno> folder, or a 1r file."""
+    """True for a Bruker experiment folder, a pdata/<procno> folder, a 1r file, or a fid
+    file beside its acqus."""
     if path.is_file():
-        return path.name == "1r"
+        return path.name == "1r" or (path.name == "fid" and (path.parent / "acqus").is_file())
     return any((path / name).exists() for name in ("pdata", "acqus", "procs", "1r"))
+
+
+def _has_processed(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("1r", "2rr", "3rrr"))
+
+
+def fid_only_experiment(path: Path) -> Path | None:
+    """The experiment whose fid ``path`` means, when there is no processed spectrum to read:
+    the fid file itself, a pdata/<procno> folder without 1r, or an experiment folder none
+    of whose procnos is processed. None when a processed spectrum is meant (or nothing)."""
+    if path.is_file():
+        return path.parent if path.name == "fid" else None
+    if path.parent.name == "pdata" and path.name.isdigit():
+        experiment = path.parent.parent
+        if _has_processed(path) or not (experiment / "acqus").is_file():
+            return None
+    elif (path / "pdata").is_dir() or (path / "acqus").is_file():
+        experiment = path
+        procnos = (path / "pdata").iterdir() if (path / "pdata").is_dir() else []
+        if any(p.name.isdigit() and _has_processed(p) for p in procnos):
+            return None
+    else:
+        return None
+    if not (experiment / "fid").is_file():
+        if (experiment / "ser").is_file():
+            raise InputError(
+                f"{experiment}: a multidimensional Bruker experiment (ser, no processed"
+                " spectrum); nmrladder denoises 1D spectra"
+            )
+        return None
+    return experiment
 
 
 def find_pdata_dir(path: Path) -> Path:
@@ -68,15 +102,11 @@ def find_pdata_dir(path: Path) -> Path:
         path = path.parent
     if (path / "pdata").is_dir() or (path / "acqus").is_file():  # an experiment folder
         procnos = (path / "pdata").iterdir() if (path / "pdata").is_dir() else []
-        processed = [
-            p
-            for p in procnos
-            if p.name.isdigit() and any((p / f).is_file() for f in ("1r", "2rr", "3rrr"))
-        ]
+        processed = [p for p in procnos if p.name.isdigit() and _has_processed(p)]
         if not processed:
             raise InputError(
-                f"{path}: Bruker experiment without a processed spectrum (no pdata/<procno>/1r);"
-                " process the fid first (e.g. efp and apk in TopSpin)"
+                f"{path}: Bruker experiment without a processed spectrum (no pdata/<procno>/1r)"
+                " and without a fid"
             )
         return min(processed, key=lambda p: int(p.name))
     if path.parent.name != "pdata" or not path.name.isdigit():
@@ -183,9 +213,15 @@ def _check_1r_size(real_file: Path, procs: dict) -> None:
 
 
 def read_bruker(path: Path) -> Spectrum:
-    """Read the real part (1r) of a Bruker processed 1D spectrum, its ppm axis and parameters."""
+    """Read the real part (1r) of a Bruker processed 1D spectrum, its ppm axis and parameters;
+    an experiment with a fid and no processed spectrum (or its fid file) is processed from
+    the fid (nmrladder.runtime.bruker_fid)."""
     # Absolute: acqus is two levels up, and outputs are named after the layout.
-    pdata = find_pdata_dir(Path(os.path.normpath(path.absolute())))
+    path = Path(os.path.normpath(path.absolute()))
+    experiment = fid_only_experiment(path)
+    if experiment is not None:
+        return read_bruker_fid(experiment)
+    pdata = find_pdata_dir(path)
     _reject_multidimensional(pdata)
     notes: list[str] = []
     # The parameter files are read here, not by nmrglue.bruker.read_pdata, whose parser
@@ -229,15 +265,26 @@ def first_free_procno(experiment: Path, above: int) -> int:
     return procno
 
 
-def bruker_output_path(spectrum: Spectrum, out_dir: Path | None, in_place: bool) -> Path:
+def source_experiment(spectrum: Spectrum) -> Path:
+    """The experiment folder a Bruker spectrum was read from: two levels above its source
+    (pdata/<procno>), or ``meta["experiment"]`` (a spectrum processed from the fid)."""
+    return Path(spectrum.meta.get("experiment") or Path(spectrum.source).parent.parent)
+
+
+def bruker_output_path(
+    spectrum: Spectrum, out_dir: Path | None, in_place: bool, skip: int = 0
+) -> Path:
     """Where a denoised Bruker spectrum goes: a new procno, in the source experiment
-    (``in_place``) or in a copy of it at out_dir/<dataset name>/<expno>."""
-    experiment = Path(spectrum.source).parent.parent
+    (``in_place``) or in a copy of it at out_dir/<dataset name>/<expno>; ``skip`` free
+    procnos are left for other outputs (a processed fid's)."""
+    experiment = source_experiment(spectrum)
     if not in_place:
         if out_dir is None:
             raise InputError(f"{spectrum.source}: give an output folder, or ask for in-place")
         experiment = Path(out_dir) / experiment.parent.name / experiment.name
     procno = first_free_procno(experiment, above=spectrum.meta["procno"])
+    for _ in range(skip):
+        procno = first_free_procno(experiment, above=procno)
     return experiment / "pdata" / str(procno)
 
 
@@ -279,7 +326,20 @@ def _nc_proc_for(values: np.ndarray, fallback: int) -> int:
     return exponent - _INT_TOP_BIT
 
 
-def _procs_for_output(procs: dict, values: np.ndarray, source_procno: int) -> dict:
+def _provenance(spectrum: Spectrum, values: np.ndarray) -> list[str]:
+    """What the new procno holds, one line each (its title's last lines, procs' comments):
+    denoised from a procno, or processed from the fid (and then denoised, unless ``values``
+    are the processed spectrum itself)."""
+    if not spectrum.meta.get("processed_from_fid"):
+        return [f"nmrladder: denoised from procno {spectrum.meta['procno']}"]
+    record = FidProcessing(**spectrum.meta["fid_processing"])
+    lines = [f"nmrladder: processed from the fid with nmrglue ({record.summary()})"]
+    if not np.array_equal(values, spectrum.intensities):
+        lines.append("nmrladder: denoised")
+    return lines
+
+
+def _procs_for_output(procs: dict, values: np.ndarray, provenance: list[str]) -> dict:
     """The source's procs with what the new data changes: NC_proc (int32 data), YMAX_p/YMIN_p."""
     new = copy.deepcopy(procs)
     if not _is_float_data(procs):
@@ -289,10 +349,7 @@ def _procs_for_output(procs: dict, values: np.ndarray, source_procno: int) -> di
         new["YMAX_p"], new["YMIN_p"] = float(stored.max()), float(stored.min())
     else:
         new["YMAX_p"], new["YMIN_p"] = int(np.rint(stored.max())), int(np.rint(stored.min()))
-    new["_comments"] = [
-        *procs.get("_comments", []),
-        f"$$ nmrladder: denoised from procno {source_procno}",
-    ]
+    new["_comments"] = [*procs.get("_comments", []), *(f"$$ {line}" for line in provenance)]
     return new
 
 
@@ -306,11 +363,10 @@ def _pdata_values(values: np.ndarray, procs: dict) -> np.ndarray:
     return np.rint(values / step) * step
 
 
-def _title_for(source_pdata: Path, source_procno: int) -> str:
+def _title_for(source_pdata: Path, provenance: list[str]) -> str:
     title_file = source_pdata / "title"
     old = title_file.read_text(errors="replace").rstrip() if title_file.is_file() else ""
-    line = f"nmrladder: denoised from procno {source_procno}"
-    return f"{old}\n{line}\n" if old else f"{line}\n"
+    return "\n".join([old, *provenance] if old else provenance) + "\n"
 
 
 def _write_pdata_atomic(
@@ -351,13 +407,14 @@ def write_bruker(spectrum: Spectrum, values: np.ndarray, destination: Path) -> P
             f"{destination}: Bruker output needs a Bruker source (its procs and acqus);"
             f" {spectrum.source or 'this spectrum'} is {spectrum.format or 'not from a file'}"
         )
-    source_pdata = Path(spectrum.source)
-    source_procno = int(spectrum.meta["procno"])
+    experiment = source_experiment(spectrum)
+    source_pdata = experiment / "pdata" / str(spectrum.meta["procno"])
     target = _bruker_target(spectrum, Path(destination))
-    _copy_acquisition_files(source_pdata.parent.parent, target.parent.parent)
-    procs = _procs_for_output(spectrum.meta["procs"], values, source_procno)
+    _copy_acquisition_files(experiment, target.parent.parent)
+    provenance = _provenance(spectrum, values)
+    procs = _procs_for_output(spectrum.meta["procs"], values, provenance)
     newline = spectrum.meta.get("procs_newline", "\n")
-    _write_pdata_atomic(target, procs, values, _title_for(source_pdata, source_procno), newline)
+    _write_pdata_atomic(target, procs, values, _title_for(source_pdata, provenance), newline)
     return target
 
 

@@ -3,8 +3,10 @@
 One entry point per direction: :func:`read_spectrum` and :func:`write_spectrum`, dispatching
 on the format (:func:`detect_format`); :func:`output_path_for` says where a denoised copy
 goes. NMR formats (Bruker, NMRPipe, JCAMP-DX) go through nmrglue in
-nmrladder.runtime.formats; plain formats (.npy, .npz, .csv, .h5/.hdf5) are handled here.
-Every write is atomic. Formats, what each keeps and where outputs go: docs/formats.md.
+nmrladder.runtime.formats, Spinsolve and Varian/Agilent in nmrladder.runtime.vendors (FIDs
+are processed by nmrladder.runtime.fid); plain formats (.npy, .npz, .csv, .h5/.hdf5) are
+handled here. Every write is atomic. Formats, what each keeps and where outputs go:
+docs/formats.md.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ __all__ = [
     "Spectrum",
     "detect_format",
     "output_path_for",
+    "processed_path_for",
     "read_spectrum",
     "write_spectrum",
 ]
 
-# File suffix -> format; a folder (or a file named 1r) is Bruker.
+# File suffix -> format; a folder is Bruker, Spinsolve or Varian (by what it holds), a file
+# named 1r is Bruker, and a file named fid belongs to the experiment beside it.
 SUFFIX_FORMATS = {
     ".npy": "npy",
     ".npz": "npz",
@@ -54,8 +58,12 @@ SUFFIX_FORMATS = {
     ".fid": "pipe",
     ".jdx": "jcamp",
     ".dx": "jcamp",
+    ".1d": "spinsolve",
 }
 _NMR_FORMATS = ("bruker", "pipe", "jcamp")  # read (and written) through nmrglue
+_VENDOR_FORMATS = ("spinsolve", "varian")  # read through nmrglue, written as .npz
+# Formats nmrglue cannot write (or not as a processed spectrum): their outputs are .npz.
+_NPZ_OUTPUT = ("jcamp", *_VENDOR_FORMATS)
 _CSV_META = "# meta: "  # the CSV comment line that carries the metadata as JSON
 _H5_JSON_ATTRS = "nmrladder_json_attrs"  # names of HDF5 attributes stored as JSON text
 # Text attributes are written as fixed-length strings, kept inside the attribute: a
@@ -274,11 +282,21 @@ def _formats():
     return formats
 
 
-def detect_format(path: str | os.PathLike) -> str:
-    """The format of ``path``: 'bruker', 'pipe', 'jcamp', 'npy', 'npz', 'csv' or 'hdf5'.
+def _vendors():
+    """nmrladder.runtime.vendors (Spinsolve, Varian/Agilent), imported on first use."""
+    from nmrladder.runtime import vendors
 
-    A folder (an experiment or its pdata/<procno>) or a file named 1r is Bruker; a file
-    goes by its suffix (SUFFIX_FORMATS). InputError for a missing path or an unknown format.
+    return vendors
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of ``path``: 'bruker', 'pipe', 'jcamp', 'spinsolve', 'varian', 'npy', 'npz',
+    'csv' or 'hdf5'.
+
+    A folder is Bruker (an experiment or its pdata/<procno>), Spinsolve (acqu.par and a data
+    file) or Varian (fid and procpar); a file named 1r, or fid beside acqus, is Bruker, a
+    file named fid beside procpar Varian; another file goes by its suffix (SUFFIX_FORMATS).
+    InputError for a missing path or an unknown format.
     """
     return _format_and_status(Path(path))[0]
 
@@ -289,18 +307,24 @@ def _format_and_status(path: Path) -> tuple[str, os.stat_result]:
         status = path.stat()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file or directory") from None
-    if stat.S_ISDIR(status.st_mode) or path.name == "1r":
+    if stat.S_ISDIR(status.st_mode) or path.name in ("1r", "fid"):
         if _formats().looks_like_bruker(path):
             return "bruker", status
-        raise InputError(
-            f"{path}: a folder that is not a Bruker experiment or pdata/<procno> folder"
-        )
+        if _vendors().looks_like_varian(path):
+            return "varian", status
+        if stat.S_ISDIR(status.st_mode) and _vendors().looks_like_spinsolve(path):
+            return "spinsolve", status
+        if stat.S_ISDIR(status.st_mode):
+            raise InputError(
+                f"{path}: a folder that is not a Bruker experiment (or pdata/<procno>),"
+                " a Spinsolve folder (acqu.par and data) or a Varian one (fid and procpar)"
+            )
     fmt = SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(sorted(SUFFIX_FORMATS))
         raise InputError(
             f"{path}: unknown format {path.suffix or '(no suffix)'!r} (known: {known},"
-            " or a Bruker experiment folder)"
+            " or a Bruker, Spinsolve or Varian folder)"
         )
     return fmt, status
 
@@ -318,6 +342,8 @@ def read_spectrum(path: str | os.PathLike) -> Spectrum:
         raise InputError(f"{path}: the file is empty")
     if fmt in _NMR_FORMATS:
         spectrum = _formats().READERS[fmt](path)
+    elif fmt in _VENDOR_FORMATS:
+        spectrum = _vendors().READERS[fmt](path)
     else:
         spectrum = _PLAIN_READERS[fmt](path)
     issue_notes(spectrum, stacklevel=2)
@@ -414,9 +440,11 @@ def _output_format(spectrum: Spectrum, destination: Path) -> str:
     if destination.parent.name == "pdata" and destination.name.isdigit():
         return "bruker"  # <experiment>/pdata/<procno>
     fmt = SUFFIX_FORMATS.get(destination.suffix.lower(), spectrum.format)
-    if fmt == "jcamp":
+    if fmt in _NPZ_OUTPUT:
+        what = {"jcamp": "no JCAMP-DX writer", "spinsolve": "no Spinsolve writer"}
+        missing = what.get(fmt, "no writer for Varian/Agilent processed spectra")
         raise InputError(
-            f"{destination}: nmrglue has no JCAMP-DX writer; write .npz or .csv instead"
+            f"{destination}: nmrglue has {missing}; write .npz or .csv instead"
             " (output_path_for picks .npz)"
         )
     if fmt not in _PLAIN_WRITERS and fmt not in ("bruker", "pipe"):
@@ -457,13 +485,32 @@ def output_path_for(
     """Where the denoised copy of ``spectrum`` naturally goes (pass it to write_spectrum).
 
     Bruker: a new procno (the first free one above the source's) in a copy of the experiment
-    at out_dir/<dataset name>/<expno>, or in the source experiment itself with ``in_place``.
-    Files: out_dir/<stem>_denoised<suffix>, beside the source with ``in_place``; JCAMP-DX
-    becomes .npz (nmrglue cannot write JCAMP-DX).
+    at out_dir/<dataset name>/<expno>, or in the source experiment itself with ``in_place``;
+    for a spectrum processed from the fid, the free procno after the one
+    :func:`processed_path_for` gives (ask for both before writing either). Files:
+    out_dir/<stem>_denoised<suffix>, beside the source with ``in_place``; JCAMP-DX, Spinsolve
+    and Varian become .npz (nmrglue cannot write them), a Spinsolve file's name starts with
+    its folder's (spectrum.1d and data.1d are in every acquisition's folder).
     """
+    return _output_path(spectrum, out_dir, in_place, "denoised")
+
+
+def processed_path_for(
+    spectrum: Spectrum, out_dir: str | os.PathLike | None = None, *, in_place: bool = False
+) -> Path | None:
+    """Where the processed input of a spectrum processed from a FID goes, beside its denoised
+    copy, for the user to compare (None for any other spectrum): out_dir/<stem>_processed.npz,
+    or for Bruker the first free procno (the denoised copy takes the next one)."""
+    if not spectrum.meta.get("processed_from_fid"):
+        return None
+    return _output_path(spectrum, out_dir, in_place, "processed")
+
+
+def _output_path(spectrum: Spectrum, out_dir, in_place: bool, kind: str) -> Path:
     if spectrum.format == "bruker":
+        skip = kind == "denoised" and bool(spectrum.meta.get("processed_from_fid"))
         return _formats().bruker_output_path(
-            spectrum, None if out_dir is None else Path(out_dir), in_place
+            spectrum, None if out_dir is None else Path(out_dir), in_place, skip=int(skip)
         )
     if not spectrum.source:
         raise InputError("output_path_for: the spectrum has no source file to name its output")
@@ -471,5 +518,8 @@ def output_path_for(
     folder = source.parent if in_place else out_dir
     if folder is None:
         raise InputError(f"{source}: give an output folder, or ask for in-place")
-    suffix = ".npz" if spectrum.format == "jcamp" else source.suffix
-    return Path(folder) / f"{source.stem}_denoised{suffix}"
+    suffix = ".npz" if spectrum.format in _NPZ_OUTPUT else source.suffix
+    stem = source.stem
+    if spectrum.format == "spinsolve":
+        stem = f"{source.parent.name}_{stem}"
+    return Path(folder) / f"{stem}_{kind}{suffix}"

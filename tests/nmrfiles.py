@@ -69,15 +69,48 @@ def make_bruker(
     return experiment
 
 
-def real_bruker(root: Path) -> Path:
-    """The real Bruker experiment of tests/data (TopSpin 2.1, 1H, CRLF parameter files)
-    unpacked under ``root``; returns the experiment folder root/coffee/99999."""
-    with tarfile.open(DATA / "bruker_1h_coffee_pulsecal.tar.gz") as archive:
+def _unpack(name: str, root: Path) -> None:
+    with tarfile.open(DATA / name) as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extractall(root, filter="data")
         else:  # Python before 3.10.12: the archive is ours
             archive.extractall(root)
+
+
+def real_bruker(root: Path) -> Path:
+    """The real Bruker experiment of tests/data (TopSpin 2.1, 1H, CRLF parameter files)
+    unpacked under ``root``; returns the experiment folder root/coffee/99999."""
+    _unpack("bruker_1h_coffee_pulsecal.tar.gz", root)
     return root / "coffee" / "99999"
+
+
+def real_bruker_fid_only(root: Path) -> Path:
+    """The real Bruker 1H experiment with a fid and no processed spectrum (acqus, fid,
+    pdata/1/procs and the vendor's integral ranges pdata/1/intrng); returns root/dpg/1."""
+    _unpack("bruker_1h_dpg_fid_only.tar.gz", root)
+    return root / "dpg" / "1"
+
+
+def real_spinsolve(root: Path) -> Path:
+    """The real Spinsolve acquisition (acqu.par, data.1d cut to 2048 points, spectrum.1d cut
+    to 2.5-5.0 ppm); returns its folder."""
+    _unpack("spinsolve_1h_80mhz_glycine.tar.gz", root)
+    return root / "1D_exp_1_20240725-103717"
+
+
+def real_varian(root: Path) -> Path:
+    """The real Varian 31P experiment (fid cut to 4096 complex points, procpar, text);
+    returns root/test2.fid."""
+    _unpack("varian_31p_3pga_pi_tep.tar.gz", root)
+    return root / "test2.fid"
+
+
+def real_jcamp_fid(root: Path) -> Path:
+    """The real TopSpin JCAMP-DX FID of estragole's 13C (cut to 5559 points), as
+    root/13c.fid.dx; its processed spectrum is REAL_JCAMP["13c_estragole"]."""
+    path = root / "13c.fid.dx"
+    path.write_bytes(gzip.decompress((DATA / "jcamp_13c_estragole_fid_cut.dx.gz").read_bytes()))
+    return path
 
 
 def real_jcamp(root: Path, name: str) -> Path:

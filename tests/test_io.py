@@ -474,16 +474,26 @@ def _bad_acqus_incomplete(tmp_path):
 
 
 def _bad_fid_only(tmp_path):
+    """A fid and no processed spectrum: the fid is processed, and a fid of zeros refused."""
     experiment = make_bruker(tmp_path)
     for path in (experiment / "pdata" / "1").iterdir():
         path.unlink()
-    return experiment, experiment, "no pdata/<procno>/1r"
+    (experiment / "fid").write_bytes(bytes(4 * 2 * SI))  # TD = 2 SI int32 values
+    return experiment, experiment, "the FID is all zeros"
 
 
 def _bad_fid_without_pdata(tmp_path):
     experiment = make_bruker(tmp_path)
     shutil.rmtree(experiment / "pdata")
-    return experiment, experiment, "no pdata/<procno>/1r"
+    (experiment / "fid").write_bytes(bytes(1000))
+    return experiment, experiment / "fid", "truncated"
+
+
+def _bad_neither_fid_nor_pdata(tmp_path):
+    experiment = make_bruker(tmp_path)
+    shutil.rmtree(experiment / "pdata")
+    (experiment / "fid").unlink()
+    return experiment, experiment, "without a fid"
 
 
 def _bad_bruker_2d(tmp_path):
@@ -645,7 +655,8 @@ BAD_INPUTS = [
     _bad_empty(".npy"), _bad_empty(".npz"), _bad_empty(".csv"), _bad_empty(".h5"),
     _bad_empty(".ft"), _bad_empty(".jdx"), _bad_empty_1r,
     _bad_truncated_1r, _bad_long_1r, _bad_procs_missing, _bad_procs_garbage,
-    _bad_acqus_incomplete, _bad_fid_only, _bad_fid_without_pdata, _bad_bruker_2d, _bad_bruker_nan,
+    _bad_acqus_incomplete, _bad_fid_only, _bad_fid_without_pdata, _bad_neither_fid_nor_pdata,
+    _bad_bruker_2d, _bad_bruker_nan,
     _bad_pipe_truncated, _bad_pipe_garbage, _bad_pipe_2d, _bad_pipe_time_domain, _bad_pipe_nan,
     _bad_jcamp_truncated, _bad_jcamp_short, _bad_jcamp_no_data,
     _bad_hdf5_corrupt, _bad_hdf5_2d, _bad_hdf5_nan, _bad_npy_2d, _bad_npz_nan, _bad_csv_inf,
@@ -904,7 +915,9 @@ def test_new_procno_keeps_the_line_endings_of_the_sources_procs(tmp_path):
 # --------------------------------------------------------------------------- import direction
 
 
-READER_MODULES = {"io", "formats", "jcamp", "param_files", "spectrum"}
+READER_MODULES = {
+    "io", "formats", "jcamp", "param_files", "spectrum", "fid", "bruker_fid", "vendors",
+}  # fmt: skip
 
 
 def _runtime_imports() -> dict[str, set[str]]:

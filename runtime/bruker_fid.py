@@ -140,9 +140,12 @@ def _procs_for(procs: dict | None, acqus: dict, spectrum: Spectrum) -> dict:
     return new
 
 
-def read_bruker_fid(experiment: Path) -> Spectrum:
-    """The processed fid of a Bruker 1D experiment (an absolute experiment folder)."""
-    notes: list[str] = []
+def read_bruker_fid_raw(experiment: Path, notes: list[str] | None = None
+                        ) -> tuple[np.ndarray, FidParams, dict]:
+    """The raw fid of a Bruker 1D experiment (an absolute experiment folder), the parameters
+    that process it and what the reader keeps (acqus, the source procno and its line ending):
+    for co-adding the FIDs of several experiments with one phase (runtime/fid.py)."""
+    notes = [] if notes is None else notes
     acqus = _acqus(experiment, notes)
     procno, procs, newline = _source_procs(experiment, notes)
     reference = procs.get("SF") if procs else None
@@ -160,14 +163,22 @@ def read_bruker_fid(experiment: Path) -> Spectrum:
         source=str(experiment),
     )
     fid = _read_fid(experiment, acqus, notes)
-    meta = {"acqus": acqus, "procno": procno, "procs_newline": newline}
+    meta = {"acqus": acqus, "procno": procno, "procs": procs, "procs_newline": newline}
+    return fid, params, meta
+
+
+def read_bruker_fid(experiment: Path) -> Spectrum:
+    """The processed fid of a Bruker 1D experiment (an absolute experiment folder)."""
+    notes: list[str] = []
+    fid, params, raw = read_bruker_fid_raw(experiment, notes)
+    meta = {"acqus": raw["acqus"], "procno": raw["procno"], "procs_newline": raw["procs_newline"]}
     meta["experiment"] = str(experiment)
     # The source is <experiment>/pdata/<procno>, as for a processed spectrum (procno 0 when
     # the experiment has no procs): outputs are new procnos above it.
-    source = str(experiment / "pdata" / str(procno))
+    source = str(experiment / "pdata" / str(raw["procno"]))
     spectrum = spectrum_from_fid(fid, params, "bruker", meta, notes, source=source)
-    spectrum.meta["procs"] = _procs_for(procs, acqus, spectrum)
+    spectrum.meta["procs"] = _procs_for(raw["procs"], raw["acqus"], spectrum)
     return spectrum
 
 
-__all__ = ["read_bruker_fid"]
+__all__ = ["read_bruker_fid", "read_bruker_fid_raw"]

@@ -14,6 +14,11 @@ written, so memory stays flat however many files there are. A run interrupted at
 resumes with ``resume=True`` (runtime/manifest.py): inputs whose output is in the manifest
 (and on disk) are skipped, nothing is half-written, and an output finished but not yet
 recorded is simply written again.
+
+With ``confidence=K`` (runtime/confidence.py) the file thread finishes an output, queues its
+K re-noised copies to the inference streams as more rows (batched with the inputs like any
+other), and writes the output with its band once all K are back: the same band
+``Denoiser.denoise(x, return_confidence=True, copies=K)`` gives.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmrladder.runtime.confidence import checked_copies
 from nmrladder.runtime.dispatch import fallback_counts, fallbacks_since
 from nmrladder.runtime.errors import InputError, NmrLadderError
 from nmrladder.runtime.inputs import colliding_names
@@ -40,6 +46,7 @@ from nmrladder.runtime.stages import (
     STAGES,
     ScaledInput,
     failure_message,
+    finish_output,
     progress_bar,
     read_scaled,
     split_read_time,
@@ -51,14 +58,16 @@ _DONE = object()  # end-of-stream marker between the stages
 
 class _FileProgress:
     """How far a job's file threads got: the next input to read, how many are queued for
-    inference (or failed reading), how many written. Shared by the file threads."""
+    inference (or failed reading), how many settled (confidence: their copies queued, or none
+    to come), how many written. Shared by the file threads."""
 
-    def __init__(self, paths: list[Path]):
+    def __init__(self, paths: list[Path], confidence: bool = False):
         self.paths = paths
         self._lock = threading.Lock()
         self._next = 0
         self._queued = 0
         self._written = 0
+        self._unsettled = len(paths) if confidence else 0
 
     def can_read(self, in_flight_limit: int) -> bool | None:
         """Whether one more input may be read now; None once every input is written."""
@@ -76,10 +85,18 @@ class _FileProgress:
             return self._next - 1
 
     def queued_one(self) -> bool:
-        """Count one input queued; True for the last one."""
+        """Count one input queued; True when nothing more will be queued for inference (the
+        last input, and with confidence every input settled)."""
         with self._lock:
             self._queued += 1
-            return self._queued == len(self.paths)
+            return self._queued == len(self.paths) and self._unsettled == 0
+
+    def settled_one(self) -> bool:
+        """Count one input whose confidence copies are queued (or will never be); True when
+        nothing more will be queued for inference."""
+        with self._lock:
+            self._unsettled -= 1
+            return self._unsettled == 0 and self._queued == len(self.paths)
 
     def written_one(self) -> None:
         with self._lock:
@@ -165,6 +182,11 @@ class _Batcher:
         with self._lock:
             self._unbatched -= 1
 
+    def expect(self, rows: int) -> None:
+        """Count ``rows`` more to batch (an output's confidence copies)."""
+        with self._lock:
+            self._unbatched += rows
+
     def take_all(self) -> list[list[ScaledInput]]:
         """Every group waiting (partial batches), removed."""
         with self._lock:
@@ -174,6 +196,28 @@ class _Batcher:
             return groups
 
 
+class _Pending:
+    """An output waiting for its confidence copies: their prepared input (Core.renoise), the
+    network's outputs back so far, how many are still out, and the first error."""
+
+    def __init__(self, item: ScaledInput, prepared, copies: int):
+        self.item = item
+        self.prepared = prepared
+        self.outputs: list = [None] * copies
+        self.left = copies
+        self.error = ""
+
+
+class _Copy:
+    """One re-noised copy of a finished output on its way through the network: the batcher
+    and the inference streams take it as they take an input (``z``, ``error``)."""
+
+    __slots__ = ("error", "k", "pending", "z")
+
+    def __init__(self, pending: _Pending, k: int, z: np.ndarray):
+        self.pending, self.k, self.z, self.error = pending, k, z, ""
+
+
 class DenoiseJob:
     """Denoise many files with one :class:`~nmrladder.runtime.Denoiser`.
 
@@ -181,7 +225,9 @@ class DenoiseJob:
     and, with ``plot``, PNG overlays in ``out_dir/plots``. The denoiser's ``streams`` batches
     run at once; ``file_threads`` threads read and write the files (one is fastest on local
     disks; more overlap the waits of network storage); ``queue_size`` bounds the inputs read
-    and not yet written. The stage times are summed over each stage's threads.
+    and not yet written. ``confidence`` K >= 1 writes each output's confidence band from K
+    re-noised copies (module docstring; 0: none). The stage times are summed over each
+    stage's threads; the copies' network time counts as "infer".
     """
 
     def __init__(
@@ -195,9 +241,11 @@ class DenoiseJob:
         queue_size: int | None = None,
         progress: bool = True,
         in_place: bool = False,
+        confidence: int = 0,
     ):
         if file_threads < 1:
             raise InputError(f"file_threads must be >= 1, got {file_threads}")
+        self.confidence = checked_copies(confidence, "confidence") if confidence else 0
         self.denoiser = denoiser
         self.out_dir = Path(out_dir)
         self.resume = resume
@@ -214,6 +262,8 @@ class DenoiseJob:
         self._stage_seconds = dict.fromkeys(STAGES, 0.0)
         self._timing_lock = threading.Lock()
         self._stop = threading.Event()  # set when the job must end early; cleared per run
+        self._batcher: _Batcher | None = None  # the running pipeline's (confidence copies)
+        self._bands_lock = threading.Lock()  # copies of one output come back on any thread
 
     # -- stages -------------------------------------------------------------------------
     def _read(self, index: int, path: Path) -> ScaledInput:
@@ -258,7 +308,13 @@ class DenoiseJob:
         paths = [Path(p) for p in inputs]
         self._colliding_names = colliding_names(paths)
         skipped, todo = plan_resume(
-            paths, self.out_dir, self.resume, self._core.residual_lb, self._model
+            paths,
+            self.out_dir,
+            self.resume,
+            self._core.residual_lb,
+            self._model,
+            self._core.strength,
+            self.confidence,
         )
         summary = JobSummary(results=skipped)
         before = fallback_counts()
@@ -276,8 +332,8 @@ class DenoiseJob:
         # Unbounded queues: what they hold is bounded by the file threads' in-flight limit.
         ready: queue.Queue = queue.Queue()  # scaled inputs for the inference streams
         finished: queue.Queue = queue.Queue()  # (input, output) pairs for the file threads
-        files = _FileProgress(paths)
-        batcher = _Batcher(self.denoiser.batch_size, self.streams, len(paths))
+        files = _FileProgress(paths, confidence=bool(self.confidence))
+        batcher = self._batcher = _Batcher(self.denoiser.batch_size, self.streams, len(paths))
         results: list[FileResult] = []
         failures: list[BaseException] = []
         self._stop.clear()
@@ -360,16 +416,81 @@ class DenoiseJob:
                 if can_read:
                     self._read_next(files, ready)
                 continue
-            results.append(self._write(*entry))
+            result = self._take(*entry, files, ready)
+            if result is None:
+                continue  # waiting for its confidence copies
+            results.append(result)
             files.written_one()
             bar.update(1)
+
+    def _take(self, item, output, files: _FileProgress, ready: queue.Queue) -> FileResult | None:
+        """What the inference streams gave back: an input's output, written (its result), or
+        with confidence its copies queued (None); a copy's output, kept until its input's last
+        one, then the input written with its band."""
+        if isinstance(item, _Copy):
+            item = self._copy_back(item, output)
+            return None if item is None else self._write(item, None)
+        if not self.confidence:
+            return self._write(item, output)
+        queued = output is not None and not item.error and self._queue_copies(item, output, ready)
+        if files.settled_one():  # the copies (if any) are in ``ready`` before the end marks
+            for _ in range(self.streams):
+                ready.put(_DONE)
+        return None if queued else self._write(item, output)
+
+    def _queue_copies(self, item: ScaledInput, output: np.ndarray, ready: queue.Queue) -> bool:
+        """Finish ``item``'s output and queue its re-noised copies for the network (one entry:
+        the streams batch them together); False when that failed (``item.error`` says why)."""
+        started = time.perf_counter()
+        try:
+            item.finished = finish_output(item, output, self._core)
+            prepared = self._core.renoise(
+                item.prepared, item.finished.y[None], self.confidence, threads=1
+            )
+        except Exception as err:  # fails this input alone, as a write would
+            item.error = failure_message(err, item.path)
+            return False
+        finally:
+            self._add_time(write=time.perf_counter() - started)
+        pending = _Pending(item, prepared, self.confidence)
+        self._batcher.expect(self.confidence)
+        ready.put([_Copy(pending, k, prepared.z[k]) for k in range(self.confidence)])
+        return True
+
+    def _copy_back(self, copy: _Copy, output: np.ndarray | None) -> ScaledInput | None:
+        """Keep a copy's output; once its input's last is back, the input with its band set
+        (or its error), else None."""
+        pending = copy.pending
+        with self._bands_lock:
+            if output is None:
+                pending.error = pending.error or copy.error
+            else:
+                pending.outputs[copy.k] = output
+            pending.left -= 1
+            if pending.left:
+                return None
+        item = pending.item
+        if pending.error:
+            item.error = pending.error
+            return item
+        started = time.perf_counter()
+        try:
+            finished = item.finished
+            finished.band = self._core.confidence(
+                item.prepared, finished.y[None], pending.prepared, np.stack(pending.outputs)
+            )[0]
+            finished.copies = self.confidence
+        except Exception as err:
+            item.error = failure_message(err, item.path)
+        self._add_time(write=time.perf_counter() - started)
+        return item
 
     def _read_next(self, files: _FileProgress, ready: queue.Queue) -> None:
         index = files.take()
         if index is None:
             return  # another file thread took the last one
         ready.put(self._read(index, files.paths[index]))
-        if files.queued_one():  # the last input is queued: one end mark per inference stream
+        if files.queued_one():  # nothing more comes: one end mark per inference stream
             for _ in range(self.streams):
                 ready.put(_DONE)
 
@@ -384,14 +505,17 @@ class DenoiseJob:
                 continue
             if item is _DONE:
                 break
-            if item.error:
+            if not isinstance(item, list) and item.error:
                 batcher.failed_one()
                 finished.put((item, None))
                 continue
-            batch = batcher.add(item)
-            if batch:
-                self._infer(batch, finished)
-            else:
+            ran = False
+            for row in item if isinstance(item, list) else (item,):  # a list: an output's copies
+                batch = batcher.add(row)
+                if batch:
+                    self._infer(batch, finished)
+                    ran = True
+            if not ran:
                 self._flush_when_starved(files, batcher, ready, finished)
         if self._running():  # stopped: what waits is redone by --resume
             for group in batcher.take_all():
@@ -409,7 +533,7 @@ class DenoiseJob:
             for group in batcher.take_all():
                 self._infer(group, finished)
 
-    def _infer(self, items: list[ScaledInput], finished: queue.Queue) -> None:
+    def _infer(self, items: list, finished: queue.Queue) -> None:
         batch = np.stack([it.z for it in items])
         started = time.perf_counter()
         try:

@@ -140,6 +140,12 @@ class Core:
         else:
             strength = 1.0 if self.strength is None else float(self.strength)
         strength_map = np.full(delivered.shape, strength)
+        if self.residual_lb is None and strength == 1.0:
+            # The delivered output is the network's: what remains removed is what was
+            # removed, so one matched filter serves both halves of the report.
+            removed = removal.filtered(removal.x - removal.y)
+            return delivered, removal.report(delivered, strength_map, ppm, removed=removed,
+                                             remaining_t=removed[0])
         return delivered, removal.report(delivered, strength_map, ppm)
 
     def renoise(self, prepared: Prepared, delivered: np.ndarray,

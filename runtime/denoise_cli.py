@@ -14,11 +14,17 @@ DESCRIPTION = (
     "or on a cluster (--address; see docs/scale-out.md), with the same outputs and manifest. "
     "With --series, each input is an SNR ladder (a folder of rung files sorted "
     "by name, rung 0 the lowest SNR, or a 2D .npy/.npz [R, L]) and the output is the fused, "
-    "denoised spectrum with T_hat and the per-rung SNR. The exit code is 1 when any input failed."
+    "denoised spectrum with T_hat and the per-rung SNR. Every output's removal report (the "
+    "strength it got, the largest line-shaped structure the network removed, FLAG when it "
+    "passes the threshold) is in the table and the manifest; --strength sets the dial from "
+    "the input (0) to the network's output (1) or 'auto' per region, --confidence writes "
+    "each point's estimated error beside the output (docs/self-check.md). "
+    "The exit code is 1 when any input failed."
 )
 EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        # Bruker experiments
   nmrladder denoise spectra/ --out denoised --plot --batch-size 16  # a folder of files
   nmrladder denoise spectra/ --out denoised --residual-lb           # keep weak lines, integrals
+  nmrladder denoise spectra/ --out d --strength auto --confidence   # self-checked, with a band
   nmrladder denoise spectra/ --out denoised --resume                # continue an interrupted run
   nmrladder denoise ladders/sample_A --series --out fused           # one SNR ladder per input
   nmrladder denoise in.ft1 --out out --model models/cpu/model.onnx --backend ort --threads 2
@@ -29,6 +35,7 @@ EXAMPLES = """  nmrladder denoise data/exp_10 data/exp_11 --out denoised        
 
 
 def add_arguments(parser) -> None:
+    from nmrladder.runtime.confidence import DEFAULT_COPIES
     from nmrladder.runtime.residual import DEFAULT_FACTOR, factor_argument
     from nmrladder.runtime.sessions import BACKENDS
 
@@ -100,7 +107,30 @@ def add_arguments(parser) -> None:
         "then give back, line-broadened, what it removed (LB = FACTOR x the output's linewidth; "
         f"{DEFAULT_FACTOR:g} without FACTOR): weak lines, full heights and integrals, more lines "
         "found, at the price of a noisier baseline (docs/training.md, 'Residual line "
-        "broadening')",
+        "broadening'); --residual-lb 0.5 is --strength 0.5 (give one of the two)",
+    )
+    parser.add_argument(
+        "--strength",
+        type=strength_argument,
+        default=None,
+        metavar="S|auto",
+        help="the strength dial: 0 gives the input back bit for bit, 1 the network's output "
+        "(the default), values between give back what the network removed, line-broadened; "
+        "0.5 is --residual-lb 0.5. 'auto' chooses per region, where what was removed is not "
+        "noise-like, with no truth (docs/self-check.md)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=copies_argument,
+        nargs="?",
+        const=DEFAULT_COPIES,
+        default=None,
+        metavar="K",
+        help="write each output point's estimated error sigma beside it: an array "
+        "'confidence' in .npz/HDF5 outputs, else <output stem>_confidence.npy "
+        "(confidence.npy in a Bruker procno); from K re-noised copies, "
+        f"{DEFAULT_COPIES} without K: the network runs K more times. --plot draws it as "
+        "output +- 2 sigma. Local engine only (not --series, not --engine ray)",
     )
     parser.add_argument("--plot", action="store_true", help="write PNG overlays to OUT/plots")
     parser.add_argument(
@@ -114,11 +144,49 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def strength_argument(text: str) -> float | str:
+    """argparse type of ``--strength``: a number in [0, 1] or "auto" (strength.checked_strength)."""
+    import argparse
+
+    from nmrladder.runtime.errors import InputError
+    from nmrladder.runtime.strength import checked_strength
+
+    try:
+        return checked_strength(text, "--strength")
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def copies_argument(text: str) -> int:
+    """argparse type of the optional ``--confidence [K]``: a whole number >= 1; a word that is
+    not one (an input path put right after the flag, most often) says how to give it."""
+    import argparse
+
+    from nmrladder.runtime.confidence import checked_copies
+    from nmrladder.runtime.errors import InputError
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of copies (a whole number >= 1). The flag takes an "
+            "optional number: give one (--confidence 4), or put the flag after the input paths"
+        ) from None
+    try:
+        return checked_copies(value, "--confidence")
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def run(args) -> int:
     from nmrladder.runtime.errors import InputError
 
     check_options(args)
-    for option, value in (("--streams", args.streams), ("--file-threads", args.file_threads)):
+    for option, value in (
+        ("--streams", args.streams),
+        ("--file-threads", args.file_threads),
+        ("--confidence", args.confidence),
+    ):
         if value is not None and (args.engine == "ray" or args.series):
             raise InputError(
                 f"{option} goes with the local engine's batch job (no --series, no ray)"
@@ -141,9 +209,12 @@ def run(args) -> int:
     print(summary.table())
     ok = sum(r.status == "ok" for r in summary.results)
     skipped = sum(r.status == "skipped" for r in summary.results)
+    flagged = sum(r.flagged for r in summary.results)
     print(
         f"{ok} denoised, {skipped} already done, {len(summary.failed)} failed "
         f"in {summary.wall_seconds:.1f} s -> {args.out}"
+        + (f"; {flagged} flagged (FLAG: the network removed a line-shaped structure)"
+           if flagged else "")
     )
     for failure in summary.failed:
         print(f"nmrladder denoise: failed: {failure.message}", file=sys.stderr)  # names the input
@@ -174,6 +245,12 @@ def check_options(args) -> None:
             raise InputError(f"{option} {value}: give a whole number of at least 1")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: is a file, not a folder; name a folder for outputs")
+    if args.strength is not None and args.residual_lb is not None:
+        raise InputError(
+            f"--strength {args.strength} and --residual-lb {args.residual_lb:g}: give one "
+            "(--residual-lb F <= 0.5 is --strength F / (F + 0.5); --residual-lb 0.5 is "
+            "--strength 0.5)"
+        )
     if args.backend == "torch":
         _check_torch_model(args.model)
 
@@ -208,6 +285,7 @@ def _run_locally(args):
         threads=args.threads,
         streams=streams,
         residual_lb=args.residual_lb,
+        strength=args.strength,
     )
     if args.model is None:
         denoiser = Denoiser.default(**options)
@@ -226,6 +304,7 @@ def _run_locally(args):
         progress=progress,
         in_place=args.in_place,
         file_threads=1 if args.file_threads is None else args.file_threads,
+        confidence=args.confidence or 0,
     )
     return job.run(inputs)
 
@@ -262,4 +341,5 @@ def _run_on_ray(args):
         in_place=args.in_place,
         progress=not args.no_progress,
         residual_lb=args.residual_lb,
+        strength=args.strength,
     )

@@ -3,8 +3,9 @@
 A folder given as an input is searched for spectra; a Bruker experiment or pdata folder counts
 as one spectrum, and the files inside it belong to it. Files given by name are taken as given.
 The search skips what is not the user's data: hidden (dot) files and folders, ``__MACOSX``,
-nmrladder's output folders (those holding a manifest) and every output a manifest lists, so
-that an output folder inside (or equal to) an input folder is never read back as input.
+nmrladder's output folders (those holding a manifest) and every output a manifest lists (and
+its confidence band's sidecar), so that an output folder inside (or equal to) an input folder
+is never read back as input.
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class _Outputs:
                 self._outputs.add(output)
                 self._holders.update(output.parents)
                 self._inputs.add(Path(entry.get("input", "")).resolve())
+                if entry.get("confidence"):  # a band's sidecar (runtime/band_output.py)
+                    self._outputs.add(Path(entry["confidence"]).resolve())
 
     def lists(self, path: Path) -> bool:
         """Whether ``path`` is an output, or a folder that holds one and is not an input."""

@@ -101,19 +101,43 @@ def plot_ladder(
     return _finish(fig, [ax_rungs, ax_fused], xlabel, ppm is not None, path)
 
 
-def plot_denoised(noisy, denoised, path, *, truth=None, ppm=None, title: str | None = None) -> Path:
-    """Input, output, truth (if known) and the residual input - output of one spectrum."""
+def plot_denoised(
+    noisy,
+    denoised,
+    path,
+    *,
+    truth=None,
+    ppm=None,
+    title: str | None = None,
+    band=None,
+    flag: tuple[int, str] | None = None,
+) -> Path:
+    """Input, output, truth (if known) and the residual input - output of one spectrum.
+
+    ``band``: each output point's estimated error sigma (runtime/confidence.py), drawn as the
+    band output +- 2 sigma; ``flag``: (point index, label) of a line-shaped structure the
+    network removed (the removal report's flag), marked on both panels.
+    """
     plt = _pyplot()
     noisy = np.asarray(noisy)
     denoised = np.asarray(denoised)
     axis, xlabel = _x_axis(noisy.size, ppm)
     fig, (ax_top, ax_res) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=[3, 1])
     ax_top.plot(axis, noisy, lw=0.6, color="0.6", label="input")
+    if band is not None:
+        sigma = 2.0 * np.asarray(band)
+        ax_top.fill_between(axis, denoised - sigma, denoised + sigma, color="tab:red",
+                            alpha=0.25, lw=0, label="output \u00b1 2\u03c3")
     ax_top.plot(axis, denoised, lw=0.8, color="tab:red", label="denoised")
     if truth is not None:
         ax_top.plot(
             axis, np.asarray(truth), lw=0.8, color="black", ls="--", alpha=0.8, label="truth"
         )
+    if flag is not None:
+        index, label = flag
+        for ax in (ax_top, ax_res):
+            ax.axvline(axis[index], color="tab:purple", lw=0.9, ls=":",
+                       label=label if ax is ax_top else None)
     ax_top.legend(fontsize=8, loc="upper right")
     ax_top.set_ylabel("intensity")
     ax_res.plot(axis, noisy - denoised, lw=0.5, color="tab:blue")

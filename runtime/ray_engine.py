@@ -10,12 +10,15 @@ Outputs, their names and the manifest are the local engine's, so either engine r
 other's run. A bad input comes back as a row with status "failed" and a message (never an
 exception, which Ray would retry); a worker that dies is recreated and its batch retried a
 bounded number of times, after which that batch's inputs are reported failed and the rest
-go on. Ray is an optional extra, imported only here and only when this engine is used.
+go on. Ray is an optional extra, imported only here and only when this engine is used. The
+strength setting (runtime/strength.py) travels to every actor like the residual step; the
+confidence band runs on the local engine only (the CLI refuses it here in one line).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -76,6 +79,7 @@ class DenoiseActor:
         plot: bool,
         residual_lb: float | None = None,
         model: str = "",
+        strength: float | str | None = None,
     ):
         from nmrladder.runtime.denoiser import Denoiser
 
@@ -85,6 +89,7 @@ class DenoiseActor:
             batch_size=batch_size,
             threads=threads,
             residual_lb=residual_lb,
+            strength=strength,
         )
         self.out_dir = Path(out_dir)
         self.in_place, self.plot = in_place, plot
@@ -105,6 +110,7 @@ class DenoiseActor:
             read, infer_seconds, written, strict=True
         ):
             record = {"row": item.index, **asdict(result)}
+            record["removal"] = json.dumps(record["removal"])  # a plain column: text
             record.update({"read": read_s, "scale": scale_s, "infer": infer_s, "write": write_s})
             for name in _COLUMNS:
                 columns[name].append(record[name])
@@ -169,6 +175,7 @@ def denoise_with_ray(
     in_place: bool = False,
     progress: bool = True,
     residual_lb: float | None = None,
+    strength: float | str | None = None,
 ) -> JobSummary:
     """Denoise ``inputs`` (paths of spectra) into ``out_dir`` on a pool of Ray actors.
 
@@ -178,10 +185,11 @@ def denoise_with_ray(
     this machine's CPUs is started and shut down at the end. ``workers`` actors (default: as
     many as the cluster holds) each run ``threads_per_worker`` CPU threads (default 1) or,
     for a GPU backend (ort-cuda, ort-tensorrt, trt), one GPU each. Same outputs, manifest
-    and ``resume`` as :class:`~nmrladder.runtime.batch_job.DenoiseJob`; ``residual_lb``: as
-    in :class:`~nmrladder.runtime.Denoiser`.
+    and ``resume`` as :class:`~nmrladder.runtime.batch_job.DenoiseJob`; ``residual_lb`` and
+    ``strength``: as in :class:`~nmrladder.runtime.Denoiser` (not both).
     """
     from nmrladder.runtime.artefact import artefact_fingerprint
+    from nmrladder.runtime.core import Core
     from nmrladder.runtime.denoiser import default_model_path
     from nmrladder.runtime.residual import checked_factor
     from nmrladder.runtime.sessions import BACKENDS, open_session, resolve_artefact
@@ -192,6 +200,7 @@ def denoise_with_ray(
         raise InputError(f"backend {backend!r}: use one of {BACKENDS}")
     if residual_lb is not None:
         residual_lb = checked_factor(residual_lb)  # refused here, not on each node
+    strength = Core(1, residual_lb, strength).strength  # likewise (and not with residual_lb)
     for name, value in (("batch_size", batch_size), ("workers", workers)):
         if value is not None and value < 1:
             raise InputError(f"{name} must be >= 1, got {value}")
@@ -205,7 +214,7 @@ def denoise_with_ray(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in inputs]
     model = artefact_fingerprint(artefact)
-    skipped, todo = plan_resume(paths, out_dir, resume, residual_lb, model)
+    skipped, todo = plan_resume(paths, out_dir, resume, residual_lb, model, strength)
     summary = JobSummary(results=skipped)
     summary.stage_seconds = dict.fromkeys(STAGES, 0.0)
     if todo:
@@ -226,6 +235,7 @@ def denoise_with_ray(
                 "plot": plot,
                 "residual_lb": residual_lb,
                 "model": model,
+                "strength": strength,
             }
             results = _run(ray, rows, todo, actor, pool, out_dir, progress, summary.stage_seconds)
         first = {}
@@ -388,7 +398,11 @@ def _result(record: dict, todo: list[Path]) -> FileResult:
         fields[name] = str(fields[name])
     for name in ("snr_before", "snr_after", "seconds"):
         fields[name] = float(fields[name])
-    fields["points"] = int(fields["points"])
+    for name in ("points", "confidence_copies"):
+        fields[name] = int(fields[name])
+    for name in ("strength", "strength_step", "confidence"):
+        fields[name] = str(fields[name])
+    fields["removal"] = json.loads(str(fields["removal"]))
     fields["input"] = str(todo[int(record["row"])])
     return FileResult(**fields)
 

@@ -32,6 +32,8 @@ from nmrladder.runtime.manifest import (
     plan_resume,
     prepare_out_dir,
     residual_step,
+    strength_step,
+    strength_text,
 )
 from nmrladder.runtime.stages import (
     estimated_snr,
@@ -92,17 +94,19 @@ def run_series(
     The fused spectrum goes out in the top rung's format when the rungs are files (a new
     procno for Bruker), else as ``<name>_fused.npz`` (``<name>``: :func:`ladder_name`, qualified
     when two ladders share it); ``<name>_series.json`` beside it holds
-    T_hat, the SNR, noise, shift, scale and weight of every rung. ``resume`` and the failure
+    T_hat, the SNR, noise, shift, scale and weight of every rung, and the strength setting
+(the denoiser's: every rung goes through it). ``resume`` and the failure
     policy are the batch job's (runtime/manifest.py, plan_resume; _denoise_ladder).
     """
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir)
     residual_lb = getattr(denoiser, "residual_lb", None)
+    strength = getattr(denoiser, "strength", None)
     model = getattr(denoiser, "fingerprint", "")
     started = time.perf_counter()
     paths = [Path(p) for p in inputs]
     names = Counter(ladder_name(p).casefold() for p in {Path(os.path.abspath(p)) for p in paths})
-    skipped, _ = plan_resume(paths, out_dir, resume, residual_lb, model)
+    skipped, _ = plan_resume(paths, out_dir, resume, residual_lb, model, strength)
     done = {result.input: result for result in skipped}
     manifest = Manifest(out_dir)
     summary = JobSummary()
@@ -114,7 +118,7 @@ def run_series(
             if result is None:
                 t0 = time.perf_counter()
                 qualify = names[ladder_name(path).casefold()] > 1
-                result = _denoise_ladder(denoiser, path, out_dir, plot, residual_lb, model, qualify)
+                result = _denoise_ladder(denoiser, path, out_dir, plot, model, qualify)
                 result.seconds = time.perf_counter() - t0  # read to written, as recorded
                 if result.status == "ok":
                     result = _recorded(manifest, result, path)
@@ -140,7 +144,6 @@ def _denoise_ladder(
     path: Path,
     out_dir: Path,
     plot: bool,
-    residual_lb: float | None,
     model: str,
     qualify: bool = False,
 ) -> FileResult:
@@ -159,8 +162,12 @@ def _denoise_ladder(
         series = denoiser.denoise_series(ladder, name=str(path))
     except (NmrLadderError, OSError) as err:
         return _failed(err, path)
+    residual_lb = getattr(denoiser, "residual_lb", None)
+    strength = getattr(denoiser, "strength", None)
     try:
-        written = _write_series(series, ladder, spectra, path, out_dir, plot, qualify)
+        written = _write_series(
+            series, ladder, spectra, path, out_dir, plot, qualify, strength_text(strength)
+        )
         snr_before, _ = estimated_snr(ladder[-1])
         snr_after, _ = estimated_snr(series.fused)
     except Exception as err:
@@ -176,15 +183,26 @@ def _denoise_ladder(
         residual_lb=residual_lb or 0.0,
         residual_step=residual_step(residual_lb),
         model=model,
+        strength=strength_text(strength),
+        strength_step=strength_step(strength),
     )
 
 
 def _write_series(
-    series, ladder, spectra, path: Path, out_dir: Path, plot: bool, qualify: bool
+    series,
+    ladder,
+    spectra,
+    path: Path,
+    out_dir: Path,
+    plot: bool,
+    qualify: bool,
+    strength: str = "",
 ) -> Path:
     """Write the fused spectrum (in the top rung's format when the rungs are files, else as
     an .npz), ``<name>_series.json`` and, with ``plot``, the overlay: the fused file's path.
-    ``qualify``: another ladder's outputs would have these names (stages.qualified)."""
+    ``qualify``: another ladder's outputs would have these names (stages.qualified);
+    ``strength``: the strength setting every rung was denoised with (manifest.strength_text),
+    recorded in the report."""
     from nmrladder.runtime.atomic import atomic_path, write_text_atomic
     from nmrladder.runtime.io import Spectrum, write_spectrum
 
@@ -210,6 +228,7 @@ def _write_series(
         "shifts": series.shifts.tolist(),
         "scales": series.scales.tolist(),
         "weights": series.weights.tolist(),
+        "strength": strength,
     }
     write_text_atomic(out_dir / f"{name}_series.json", json.dumps(report, indent=2))
     if plot:

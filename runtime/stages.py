@@ -2,7 +2,9 @@
 
     read_scaled:     read one file, check its length, prepare it for the network (runtime/core.py)
     (the network runs on batches of prepared inputs: the engine's own business)
-    write_denoised:  finish the network's output (runtime/core.py) and write it atomically
+    finish_output:   the network's output finished, with its removal report (runtime/core.py)
+    write_denoised:  finish the network's output (unless finished already: the confidence
+                     band's copies ran first) and write it, and its band, atomically
 
 Each stage turns a failure of its input into a message naming the file (:func:`failure_message`:
 the same policy for every engine and for series mode), so one bad file fails alone and the job
@@ -19,7 +21,8 @@ import numpy as np
 
 from nmrladder.runtime.core import Core, Prepared, prepare
 from nmrladder.runtime.errors import NmrLadderError
-from nmrladder.runtime.manifest import FileResult, residual_step
+from nmrladder.runtime.manifest import FileResult, residual_step, strength_step, strength_text
+from nmrladder.runtime.strength import RemovalReport
 
 STAGES = ("read", "scale", "infer", "write")  # JobSummary.stage_seconds, in pipeline order
 # The output's estimated SNR (manifest, "estimated SNR fell") from every 4th point: the full
@@ -28,9 +31,21 @@ OUTPUT_SNR_EVERY = 4
 
 
 @dataclass
+class Finished:
+    """One input's output after the network and the strength step, what it removed, and
+    (once its re-noised copies came back) each point's estimated error sigma and K."""
+
+    y: np.ndarray
+    report: RemovalReport
+    band: np.ndarray | None = None
+    copies: int = 0
+
+
+@dataclass
 class ScaledInput:
     """One input read and prepared for the network (``z``: its row of the network's input),
-    or the reason it could not be."""
+    or the reason it could not be; ``finished``: its output, when finished before the write
+    (the confidence band's copies run in between)."""
 
     index: int
     path: Path
@@ -41,6 +56,7 @@ class ScaledInput:
     error: str = ""
     started: float = 0.0
     read_seconds: float = 0.0  # of the time since ``started``, reading (the rest is scaling)
+    finished: Finished | None = None
 
 
 def estimated_snr(spectrum: np.ndarray, every: int = 1) -> tuple[float, float]:
@@ -85,6 +101,13 @@ def read_scaled(index: int, path: Path, info) -> ScaledInput:
     return item
 
 
+def finish_output(item: ScaledInput, output: np.ndarray, core: Core) -> Finished:
+    """The network's ``output`` [L_pad] for ``item`` finished by ``core`` (crop, unscale, the
+    strength step), with its removal report (positions on the spectrum's ppm axis)."""
+    y, (report,) = core.finish_report(item.prepared, output[None, :], ppm=item.spectrum.ppm)
+    return Finished(y[0], report)
+
+
 def write_denoised(
     item: ScaledInput,
     output: np.ndarray | None,
@@ -96,25 +119,30 @@ def write_denoised(
     plot: bool = False,
     model: str = "",
 ) -> FileResult:
-    """Finish the network's ``output`` for ``item`` (``core``: the denoiser's, Core.finish) and
-    write it atomically.
+    """Finish the network's ``output`` for ``item`` (``core``: the denoiser's,
+    :func:`finish_output`; or take ``item.finished``, with its confidence band) and write it,
+    and the band, atomically (runtime/band_output.py).
 
     ``disambiguate``: another input's output or plot would have this one's name
     (inputs.colliding_names), so both are qualified by the input's folder (:func:`qualified`);
-    ``model``: the denoiser's fingerprint, recorded with the result.
+    ``model``: the denoiser's fingerprint, recorded with the result, as are the strength
+    setting and the removal report.
     Returns the input's result, not yet in the manifest (the caller records it); a failure,
     an unexpected exception included, comes back as a "failed" result naming the file.
     """
-    from nmrladder.runtime.io import write_spectrum
+    from nmrladder.runtime.band_output import write_with_band
 
     result = FileResult(input=str(item.path), status="failed", message=item.error)
-    if output is None or item.error:
+    if item.error or (output is None and item.finished is None):
         return result
     try:
         spectrum = item.spectrum
-        y = core.finish(item.prepared, output[None, :])[0]
+        finished = item.finished
+        if finished is None:
+            finished = finish_output(item, output, core)
+        y = finished.y
         destination = output_destination(spectrum, item.path, out_dir, in_place, disambiguate)
-        written = write_spectrum(spectrum, destination, y)
+        written, band_file = write_with_band(spectrum, destination, y, finished.band)
         snr_after, _ = estimated_snr(y, OUTPUT_SNR_EVERY)
         result = FileResult(
             str(item.path),
@@ -127,9 +155,15 @@ def write_denoised(
             residual_lb=core.residual_lb or 0.0,
             residual_step=residual_step(core.residual_lb),
             model=model,
+            strength=strength_text(core.strength),
+            strength_step=strength_step(core.strength),
+            removal=finished.report.as_dict(),
+            confidence=str(band_file or ""),
+            confidence_copies=finished.copies if finished.band is not None else 0,
         )
         if plot:
-            _plot(spectrum, y, item.path, plot_path(out_dir, item.path, disambiguate))
+            destination = plot_path(out_dir, item.path, disambiguate)
+            _plot(spectrum, finished, item.path, destination)
     except Exception as err:
         message = failure_message(err, item.path)
         result = FileResult(str(item.path), status="failed", message=message)
@@ -214,18 +248,27 @@ def _warning(before: float, after: float) -> str:
     return ""
 
 
-def _plot(spectrum, denoised: np.ndarray, source: Path, destination: Path) -> None:
+def _plot(spectrum, finished: Finished, source: Path, destination: Path) -> None:
     from nmrladder.runtime.plots import plot_denoised
 
-    plot_denoised(spectrum.intensities, denoised, destination, ppm=spectrum.ppm, title=str(source))
+    report = finished.report
+    flag = None
+    if report.flagged:
+        where = f" at {report.structure_ppm:.3f} ppm" if spectrum.ppm is not None else ""
+        flag = (report.structure_index,
+                f"FLAG: removed a line-shaped structure{where}, {report.structure_sigma:.1f} sigma")
+    plot_denoised(spectrum.intensities, finished.y, destination, ppm=spectrum.ppm,
+                  title=str(source), band=finished.band, flag=flag)
 
 
 __all__ = [
     "OUTPUT_SNR_EVERY",
     "STAGES",
+    "Finished",
     "ScaledInput",
     "estimated_snr",
     "failure_message",
+    "finish_output",
     "output_destination",
     "plot_path",
     "progress_bar",

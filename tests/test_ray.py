@@ -81,9 +81,9 @@ def _temporaries(folder):
 
 
 @needs_ray
-@pytest.mark.parametrize("residual_lb", [None, 0.5])
+@pytest.mark.parametrize(("residual_lb", "strength"), [(None, None), (0.5, None), (None, "auto")])
 def test_ray_engine_reproduces_the_local_engine_bit_for_bit(
-    residual_lb, tiny_model_dir, local_ray, tmp_path
+    residual_lb, strength, tiny_model_dir, local_ray, tmp_path
 ):
     from nmrladder.runtime.ray_engine import denoise_with_ray
 
@@ -95,7 +95,7 @@ def test_ray_engine_reproduces_the_local_engine_bit_for_bit(
     paths = list(discover_inputs([tmp_path / "in"]))
     model = tiny_model_dir / "model.onnx"
 
-    local_denoiser = Denoiser(model, batch_size=4, residual_lb=residual_lb)
+    local_denoiser = Denoiser(model, batch_size=4, residual_lb=residual_lb, strength=strength)
     local = DenoiseJob(local_denoiser, tmp_path / "local", progress=False).run(paths)
     distributed = denoise_with_ray(
         model,
@@ -105,6 +105,7 @@ def test_ray_engine_reproduces_the_local_engine_bit_for_bit(
         workers=2,
         progress=False,
         residual_lb=residual_lb,
+        strength=strength,
     )
 
     assert [r.status for r in distributed.results] == ["ok"] * len(paths)
@@ -121,6 +122,13 @@ def test_ray_engine_reproduces_the_local_engine_bit_for_bit(
             theirs.snr_after,
             theirs.message,
         )
+        # the removal report and the strength setting travel back as the local engine's
+        assert (mine.strength, mine.strength_step, mine.removal) == (
+            theirs.strength,
+            theirs.strength_step,
+            theirs.removal,
+        )
+        assert mine.removal and mine.strength == ("auto" if strength else "")
     assert sorted(e["input"] for e in _recorded(tmp_path / "ray")) == sorted(map(str, paths))
     assert set(distributed.stage_seconds) == {"read", "scale", "infer", "write"}
 
@@ -329,6 +337,16 @@ def test_the_cli_runs_on_ray_and_writes_what_the_local_cli_writes(
     assert len(expected) == 5 and got == expected
     assert [e["residual_lb"] for e in _recorded(tmp_path / "ray")] == [0.5] * 5
     capsys.readouterr()
+    # the strength dial likewise; the confidence band is the local engine's alone
+    ray_args[-2:] = ["--strength", "0.3"]
+    assert main(["denoise", *common, "--out", str(tmp_path / "local3"), "--strength", "0.3"]) == 0
+    assert main(["denoise", *common, "--out", str(tmp_path / "ray3"), *ray_args]) == 0
+    assert _outputs(tmp_path / "ray3") == _outputs(tmp_path / "local3")
+    assert [e["strength"] for e in _recorded(tmp_path / "ray3")] == ["0.3"] * 5
+    capsys.readouterr()
+    assert main(["denoise", *common, "--out", str(tmp_path / "x"), *ray_args,
+                 "--confidence"]) == 2
+    assert "--confidence" in capsys.readouterr().err
     # options of one engine given to the other are refused by name, before any work
     assert main(["denoise", *common, "--out", str(tmp_path / "x"), "--workers", "2"]) == 2
     assert "--engine ray" in capsys.readouterr().err

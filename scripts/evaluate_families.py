@@ -21,6 +21,8 @@ import json
 import sys
 from pathlib import Path
 
+from docblock import replace_block
+
 from nmrladder.runtime.atomic import write_text_atomic
 from nmrladder.train.evaluate import INPUT_NAME, ORACLE_NAME, evaluate_denoisers
 from nmrladder.train.inference import load_denoiser
@@ -30,7 +32,6 @@ SNRS = (3, 5, 10, 20, 50)
 KEYS = ("gain_db", "gain_db_peaks", "to_oracle_db_peaks", "recall", "f1", "height_ret",
         "seconds_per_spectrum")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "default-model.md"
-BEGIN, END = "<!-- families:begin -->", "<!-- families:end -->"
 
 
 def evaluate(models: dict[str, str], data: Path, limit: int | None, log) -> dict:
@@ -110,12 +111,7 @@ def _fmt(value, fmt: str) -> str:
 
 
 def write_docs(payload: dict, doc: Path = DOC) -> None:
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc}: no {BEGIN} ... {END} block to fill")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    write_text_atomic(doc, f"{head}{BEGIN}\n{render(payload)}\n{END}{tail}")
+    replace_block(doc, "families", render(payload))
 
 
 def main(argv=None) -> int:

@@ -26,12 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from docblock import replace_block
 
 from nmrladder.runtime.atomic import write_text_atomic
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "default-model.md"
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
-BEGIN, END = "<!-- realdata:begin -->", "<!-- realdata:end -->"
 
 # One real spectrum per nucleus for the before/after plots (realdata-relative paths).
 SINGLES = {
@@ -163,12 +163,7 @@ def render(payload: dict) -> str:
 
 
 def write_docs(payload: dict) -> None:
-    text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOC}: no {BEGIN} ... {END} block to fill")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    write_text_atomic(DOC, f"{head}{BEGIN}\n{render(payload)}\n{END}{tail}")
+    replace_block(DOC, "realdata", render(payload))
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from docblock import replace_block
 
 from nmrladder.runtime import Denoiser
 from nmrladder.runtime import confidence as conf
@@ -40,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SNRS = (3, 5, 10, 20, 50)
 KEYS = ("gain_db", "gain_db_peaks", "recall", "f1", "height_ret", "seconds_per_spectrum")
 DOC = ROOT / "docs" / "self-check.md"
-BEGIN, END = "<!-- strength:begin -->", "<!-- strength:end -->"
 NETWORK, AUTO, RESIDUAL = "strength 1", "strength auto", "residual LB 0.5"
 #: Points sampled per class and set for the calibration's pooled quantile (sets weigh alike).
 CALIBRATION_SAMPLE = 4000
@@ -139,12 +139,7 @@ def render(payload: dict) -> str:
 
 
 def write_docs(payload: dict, doc: Path = DOC) -> None:
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc}: no {BEGIN} ... {END} block to fill")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    write_text_atomic(doc, f"{head}{BEGIN}\n{render(payload)}\n{END}{tail}")
+    replace_block(doc, "strength", render(payload))
 
 
 def calibrate(args, log) -> dict:

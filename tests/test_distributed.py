@@ -74,7 +74,8 @@ def test_two_ranks_follow_one_process_with_the_same_global_batch(ladder_file, tm
         np.testing.assert_allclose(b, a, rtol=LOSS_RTOL, err_msg=key)
     # One file per kind, written by rank 0: no stray temporaries from the other rank.
     names = sorted(p.name for p in (tmp_path / "two").iterdir())
-    assert names == ["checkpoints", "config.toml", "log.csv", "model.safetensors"], names
+    assert names == ["checkpoints", "config.toml", "log.csv", "model.safetensors",
+                     "provenance.json"], names
 
 
 def test_distributed_run_resumes_exactly(ladder_file, tmp_path):

@@ -89,7 +89,10 @@ def _interrupted_run(model, inputs, out, count):
         np.save(inputs / f"s{i:04d}.npy", _spectrum(i, 16384))
     command = [sys.executable, "-m", "nmrladder", "denoise", str(inputs), "--out", str(out)]
     command += ["--model", str(model), "--no-progress", "--batch-size", "1"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # As from a terminal: SIGINT at its default in the child, whatever this test process
+    # inherited (an earlier test's library may ignore it, and children inherit an ignore).
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     manifest = out / "manifest.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:

@@ -12,7 +12,6 @@ on the same ppm axis. See docs/formats.md.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import nmrglue as ng
@@ -20,17 +19,13 @@ import numpy as np
 
 from nmrladder.runtime.errors import InputError
 from nmrladder.runtime.fid import FidParams, spectrum_from_fid
-from nmrladder.runtime.param_files import read_parameter_file
+from nmrladder.runtime.param_files import is_number, read_parameter_file
 from nmrladder.runtime.spectrum import Spectrum, call_nmrglue
 
 # acqus parameters a fid needs: size, spectral width, carrier, nucleus, quadrature mode.
 _ACQUS_FOR_FID = ("TD", "SW_h", "SFO1", "NUC1", "AQ_mod")
 # Old spectrometers wrote the fid in blocks of 1024 bytes, zero-padded.
 _FID_BLOCK = 1024
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _acqus(experiment: Path, notes: list[str]) -> dict:
@@ -41,7 +36,7 @@ def _acqus(experiment: Path, notes: list[str]) -> dict:
     missing = [key for key in _ACQUS_FOR_FID if key not in acqus]
     if missing:
         raise InputError(f"{acqus_file}: lacks {', '.join(missing)}, needed to process the fid")
-    bad = [key for key in ("TD", "SW_h", "SFO1") if not _is_number(acqus[key])]
+    bad = [key for key in ("TD", "SW_h", "SFO1") if not is_number(acqus[key])]
     if not bad and (acqus["TD"] < 16 or acqus["SW_h"] <= 0 or acqus["SFO1"] <= 0):
         bad = ["TD", "SW_h", "SFO1"]
     if bad:
@@ -76,7 +71,7 @@ def _digital_filter(acqus_file: Path, acqus: dict) -> tuple[float, int, float] |
         return None
     decim, dspfvs = acqus.get("DECIM"), acqus.get("DSPFVS")
     grpdly = acqus.get("GRPDLY", 0)
-    if not (_is_number(decim) and _is_number(dspfvs) and _is_number(grpdly)):
+    if not (is_number(decim) and is_number(dspfvs) and is_number(grpdly)):
         raise InputError(
             f"{acqus_file}: DECIM {decim!r}, DSPFVS {dspfvs!r}, GRPDLY {grpdly!r}: not the"
             " numbers nmrglue needs to remove the digital filter"
@@ -149,9 +144,9 @@ def read_bruker_fid_raw(experiment: Path, notes: list[str] | None = None
     acqus = _acqus(experiment, notes)
     procno, procs, newline = _source_procs(experiment, notes)
     reference = procs.get("SF") if procs else None
-    if not _is_number(reference) or reference <= 0:
+    if not is_number(reference) or reference <= 0:
         reference = acqus.get("BF1")  # SF = BF1 + SR, and no procs gives SR
-    if not _is_number(reference) or reference <= 0:
+    if not is_number(reference) or reference <= 0:
         raise InputError(f"{experiment / 'acqus'}: no BF1 (and no procs SF) for the ppm axis")
     params = FidParams(
         sw_hz=float(acqus["SW_h"]),

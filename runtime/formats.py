@@ -31,7 +31,7 @@ from nmrladder.runtime.bruker_fid import read_bruker_fid
 from nmrladder.runtime.errors import InputError
 from nmrladder.runtime.fid import FidProcessing
 from nmrladder.runtime.jcamp import read_jcamp
-from nmrladder.runtime.param_files import read_parameter_file
+from nmrladder.runtime.param_files import is_number, read_parameter_file
 from nmrladder.runtime.spectrum import (
     Spectrum,
     call_nmrglue,
@@ -126,10 +126,6 @@ def _reject_multidimensional(pdata: Path) -> None:
             )
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _read_procs(pdata: Path, notes: list[str]) -> tuple[dict, str]:
     """The procs parameters, checked for what the ppm axis and the 1r size need, and the
     file's line ending (a new procno keeps it)."""
@@ -140,7 +136,7 @@ def _read_procs(pdata: Path, notes: list[str]) -> tuple[dict, str]:
     missing = [key for key in _PROCS_REQUIRED if key not in procs]
     if missing:
         raise InputError(f"{procs_file}: lacks {', '.join(missing)}; is it a Bruker procs file?")
-    bad = [key for key in _PROCS_REQUIRED if not _is_number(procs[key])]
+    bad = [key for key in _PROCS_REQUIRED if not is_number(procs[key])]
     if not bad and (procs["SI"] < 2 or procs["SI"] != int(procs["SI"])):
         bad = ["SI"]
     bad += [key for key in ("SF", "SW_p") if key not in bad and procs[key] <= 0]

@@ -15,6 +15,7 @@ Importing this module imports nmrglue (about a second).
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import nmrglue as ng
@@ -119,3 +120,8 @@ def read_parameter_file(path: Path, notes: list[str] | None = None) -> tuple[dic
         notes.extend(f"{path}: {message}" for message in messages)
     newline = "\r\n" if b"\r\n" in data else "\n"
     return params, newline
+
+
+def is_number(value) -> bool:
+    """Whether a parsed parameter is a finite number (nmrglue gives text for a damaged value)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

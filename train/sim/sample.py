@@ -19,7 +19,7 @@ from nmrladder.train.sim.lines import (
     draw_regions,
 )
 from nmrladder.train.sim.options import LARMOR_RATIO, LINESHAPES, NORM_METHODS, SimConfig
-from nmrladder.train.sim.signal import damped_sum, decay_sums, ramp, real_fft, spectrum
+from nmrladder.train.sim.signal import damped_sum, decay_sums, powers, ramp, real_fft, spectrum
 
 __all__ = ["simulate_sample"]
 
@@ -338,9 +338,8 @@ def oracle_fit(lines: Lines, acq: _Acquisition, envelope: np.ndarray, region: np
     amp = lines.amp.copy()
     by_height = lines.kind != MAIN  # as _line_fids: weak and solvent lines carry heights
     amp[by_height] /= decay_sums(envelope, log_ratio[by_height].real)
-    m = np.arange(acq.td)
     line_ramp = ramp(region_shift[region], length, acq.td)  # [n_lines, td]
-    line_fids = (amp * np.exp(1j * phase))[:, None] * np.exp(log_ratio[:, None] * m)
+    line_fids = (amp * np.exp(1j * phase))[:, None] * powers(log_ratio, acq.td)
     line_fids *= envelope * line_ramp
     keys = np.stack([lines.kind, lines.group], axis=1)
     _, column = np.unique(keys, axis=0, return_inverse=True)
